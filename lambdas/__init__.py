@@ -1,0 +1,1 @@
+"""runctl's Lambda functions: one handler per state machine step (handlers -> logic -> dal/integrations)."""

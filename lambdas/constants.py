@@ -1,0 +1,50 @@
+"""Names shared by the stack, the Lambdas, the agent contract and local mode."""
+
+from typing import Final
+
+# Tags on every instance runctl launches; the reaper and IAM conditions key on them.
+TAG_MANAGED: Final = "runctl:managed"
+TAG_RUN_ID: Final = "runctl:run-id"
+TAG_ATTEMPT: Final = "runctl:attempt"
+
+# S3 layout inside the runctl bucket.
+CODE_PREFIX: Final = "code/"
+AGENT_PREFIX: Final = "agent/"
+RUNS_PREFIX: Final = "runs/"
+
+
+def run_prefix(run_id: str) -> str:
+    return f"{RUNS_PREFIX}{run_id}/"
+
+
+def attempt_prefix(run_id: str, attempt: int) -> str:
+    return f"{run_prefix(run_id)}attempts/{attempt}/"
+
+
+def agent_config_key(run_id: str, attempt: int) -> str:
+    return f"{attempt_prefix(run_id, attempt)}agent-config.json"
+
+
+def attempt_result_key(run_id: str, attempt: int) -> str:
+    return f"{attempt_prefix(run_id, attempt)}result.json"
+
+
+def checkpoints_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}checkpoints/"
+
+
+def outputs_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}outputs/"
+
+
+def log_stream_name(run_id: str, attempt: int) -> str:
+    return f"{run_id}/{attempt}"
+
+
+# Step Functions error names raised by our Lambdas and the agent (matched by Catch, never by text).
+ERROR_RUNSPEC_INVALID: Final = "RunSpecInvalid"
+ERROR_CAPACITY: Final = "CapacityUnavailable"
+ERROR_INSTANCE_START_TIMEOUT: Final = "InstanceStartTimeout"
+ERROR_BOOTSTRAP_FAILED: Final = "BootstrapFailed"
+ERROR_SCRIPT_FAILED: Final = "Runctl.ScriptFailed"
+ERROR_AGENT_FAILED: Final = "Runctl.AgentFailed"

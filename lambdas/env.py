@@ -1,0 +1,40 @@
+"""The Lambdas' environment, typed and checked once per cold start."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class LambdaEnv(BaseModel):
+    """Every variable the stack sets on the step functions (one set for all; see stacks/)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    RUNS_TABLE_NAME: str
+    BUCKET_NAME: str
+    LOG_GROUP_NAME: str
+    LAUNCH_TEMPLATE_ID: str
+    AGENT_S3_URI: str = Field(description="s3:// URI of the instance agent zip")
+    DEFAULT_INSTANCE_TYPES: tuple[str, ...]
+    SUBNET_IDS: tuple[str, ...] = Field(
+        default=(), description="empty: the default VPC's default subnets, discovered at run time"
+    )
+    INSTANCE_READY_TIMEOUT_SECONDS: int = 600
+    BOOTSTRAP_TIMEOUT_SECONDS: int = 900
+    HEARTBEAT_SECONDS: int = 300
+
+    @field_validator("DEFAULT_INSTANCE_TYPES", "SUBNET_IDS", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+
+@cache
+def lambda_env() -> LambdaEnv:
+    """Parse os.environ once; a missing variable fails the cold start with its name."""
+    return LambdaEnv.model_validate(dict(os.environ))

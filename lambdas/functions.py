@@ -1,0 +1,35 @@
+"""The Lambda steps of the state machines: one registry used by the CDK stack and by local mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class LambdaStep:
+    name: str  # construct id and ASL placeholder stem
+    handler: str  # dotted path, importable from the project root
+
+    @property
+    def placeholder(self) -> str:
+        """The `${...}` name in the ASL files that is replaced by this function's ARN."""
+        return f"{self.name}FunctionArn"
+
+
+TRAIN_RUN_STEPS: Final = (
+    LambdaStep("ValidateRun", "lambdas.handlers.validate_run.lambda_handler"),
+    LambdaStep("RecordRun", "lambdas.handlers.record_run.lambda_handler"),
+    LambdaStep("LaunchInstance", "lambdas.handlers.launch_instance.lambda_handler"),
+    LambdaStep("CheckInstance", "lambdas.handlers.check_instance.lambda_handler"),
+    LambdaStep("BootstrapInstance", "lambdas.handlers.bootstrap_instance.lambda_handler"),
+    LambdaStep("CheckBootstrap", "lambdas.handlers.check_bootstrap.lambda_handler"),
+    LambdaStep("StartAgent", "lambdas.handlers.start_agent.lambda_handler"),
+    LambdaStep("FinalizeRun", "lambdas.handlers.finalize_run.lambda_handler"),
+)
+
+# Non-ARN placeholders of train_run.asl.json, with the value `cdk deploy` uses.
+TRAIN_RUN_SETTINGS: Final = {
+    "PollIntervalSeconds": "10",
+    "HeartbeatSeconds": "300",
+}

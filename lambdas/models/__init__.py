@@ -1,0 +1,1 @@
+"""Pydantic models shared by the Lambdas, the client and local mode."""

@@ -1,0 +1,145 @@
+"""The RunSpec: what a user asks runctl to run. One model for the stack, the client and the schema."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)$")
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
+HPARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+IMAGE_PATTERN = r"^(al2023|dlami-pytorch|ami-[0-9a-f]{8,17})$"
+MAX_ARG_BYTES = 32 * 1024
+
+
+def _no_nul(value: str) -> str:
+    # argv and environment entries are C strings: a NUL would silently cut them.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _s3_uri(value: str) -> str:
+    if not S3_URI_PATTERN.match(value):
+        raise ValueError("must look like s3://bucket/key (lower-case bucket name)")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    _no_nul(value)
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or value.startswith("~"):
+        raise ValueError("must be a relative path inside the code archive, without '..'")
+    return value
+
+
+S3Uri = Annotated[str, AfterValidator(_s3_uri)]
+SafeStr = Annotated[str, AfterValidator(_no_nul), Field(max_length=MAX_ARG_BYTES)]
+RelativePath = Annotated[str, AfterValidator(_relative_path), Field(max_length=1024)]
+HyperparameterValue = bool | int | float | SafeStr
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """Return (bucket, key) of an s3:// URI."""
+    match = S3_URI_PATTERN.match(uri)
+    if not match:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return match["bucket"], match["key"]
+
+
+class CodeSource(BaseModel):
+    """The training code: a .tar.gz archive in S3, content-addressed by the client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3_uri: S3Uri = Field(description="s3://bucket/code/<sha256>.tar.gz")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="checksum of the archive; the agent verifies it when given",
+    )
+
+    @field_validator("s3_uri")
+    @classmethod
+    def _is_archive(cls, value: str) -> str:
+        if not value.endswith((".tar.gz", ".tgz")):
+            raise ValueError("must point at a .tar.gz archive")
+        return value
+
+
+class DataSource(BaseModel):
+    """Input data staged from S3 into $RUNCTL_DATA_DIR/<name> before the script starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3_uri: S3Uri = Field(description="an object, or a prefix ending in '/'")
+    name: str = Field(pattern=NAME_PATTERN, description="sub-directory of $RUNCTL_DATA_DIR")
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_runtime_seconds: int = Field(
+        default=24 * 3600, ge=60, le=14 * 24 * 3600, description="wall-clock limit of the run"
+    )
+
+
+class RunSpec(BaseModel):
+    """Everything needed to start one training run."""
+
+    model_config = ConfigDict(extra="forbid", title="RunSpec")
+
+    code: CodeSource
+    entry_point: RelativePath = Field(description="script inside the archive, e.g. train.py")
+    args: list[SafeStr] = Field(default_factory=list, description="passed to the script verbatim")
+    hyperparameters: dict[
+        Annotated[str, Field(pattern=HPARAM_NAME_PATTERN)], HyperparameterValue
+    ] = Field(default_factory=dict, description="given to the script as JSON in RUNCTL_HPARAMS")
+    hyperparameters_as_args: bool = Field(
+        default=False, description="also pass each hyperparameter as '--key value'"
+    )
+    environment: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], SafeStr] = Field(
+        default_factory=dict, description="extra environment variables for the script"
+    )
+    interpreter: str = Field(
+        default="python3", pattern=r"^[A-Za-z0-9_./-]{1,256}$", description="runs entry_point"
+    )
+    instance_types: list[Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="in order of preference; the stack's default when omitted",
+    )
+    market: Literal["spot", "on-demand"] = "spot"
+    on_demand_fallback: bool = Field(
+        default=True, description="launch on-demand when no spot capacity is left"
+    )
+    image: str = Field(
+        default="al2023", pattern=IMAGE_PATTERN, description="al2023, dlami-pytorch or an AMI id"
+    )
+    volume_gb: int = Field(default=100, ge=8, le=16384, description="root volume size")
+    data: list[DataSource] = Field(default_factory=list, max_length=50)
+    limits: Limits = Field(default_factory=Limits)
+    experiment: str | None = Field(default=None, pattern=NAME_PATTERN)
+
+    @field_validator("environment")
+    @classmethod
+    def _no_reserved_env(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(name for name in value if name.upper().startswith(("RUNCTL_", "AWS_")))
+        if reserved:
+            raise ValueError(f"names starting with RUNCTL_ or AWS_ are reserved: {reserved}")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _unique_data_names(cls, value: list[DataSource]) -> list[DataSource]:
+        names = [item.name for item in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"data names must be unique, repeated: {duplicates}")
+        return value

@@ -1,0 +1,105 @@
+"""Payloads passed between the TrainRun states (the JSONPath state object's parts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdas.models.run_spec import RunSpec
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ValidateInput(_Payload):
+    spec: Any
+    run_id: str
+    execution_arn: str
+    started_at: str | None = None
+
+
+class RunContext(_Payload):
+    """`$.run`: who the run is and what it runs (the spec normalized, defaults filled in)."""
+
+    run_id: str
+    execution_arn: str
+    attempt: int = 1
+    spec: RunSpec
+    train_timeout_seconds: int
+
+
+class InstanceInfo(_Payload):
+    """`$.instance`: the instance the current attempt runs on."""
+
+    instance_id: str
+    instance_type: str
+    availability_zone: str
+    market: str
+    launched_at: str
+    ready_deadline: float = Field(description="epoch seconds; CheckInstance gives up after it")
+
+
+class ReadyProbe(_Payload):
+    """`$.probe`: result of a bounded polling step."""
+
+    ready: bool
+    detail: str = ""
+
+
+class BootstrapInfo(_Payload):
+    """`$.bootstrap`: the SSM command that installs the agent."""
+
+    command_id: str
+    deadline: float
+
+
+class StepInput(_Payload):
+    """What the per-instance steps receive."""
+
+    run: RunContext
+    instance: InstanceInfo
+    bootstrap: BootstrapInfo | None = None
+
+
+class StartAgentInput(StepInput):
+    task_token: str
+
+
+class AgentResult(_Payload):
+    """What the agent reports when the script ends (task success output, and result.json in S3)."""
+
+    outcome: str
+    exit_code: int | None = None
+    stderr_tail: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    outputs_uri: str | None = None
+    metrics_uri: str | None = None
+    logs_uri: str | None = None
+    final_metrics: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+
+
+class StepError(_Payload):
+    """`$.error`: what a Catch put there."""
+
+    Error: str
+    Cause: str | None = None
+
+
+class FinalizeInput(_Payload):
+    run: RunContext
+    instance: InstanceInfo | None = None
+    result: AgentResult | None = None
+    error: StepError | None = None
+
+
+class FinalizeOutput(_Payload):
+    run_id: str
+    status: str
+    end_reason: str
+    error: str = "None"
+    cause: str = ""
+    outputs_uri: str | None = None
