@@ -1,1 +1,1 @@
-"""runctl's Lambda functions: one handler per state machine step (handlers -> logic -> dal/integrations)."""
+"""runctl's Lambda functions: one handler per step (handlers -> logic -> dal/integrations)."""

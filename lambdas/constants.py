@@ -41,10 +41,7 @@ def log_stream_name(run_id: str, attempt: int) -> str:
     return f"{run_id}/{attempt}"
 
 
-# Step Functions error names raised by our Lambdas and the agent (matched by Catch, never by text).
-ERROR_RUNSPEC_INVALID: Final = "RunSpecInvalid"
-ERROR_CAPACITY: Final = "CapacityUnavailable"
-ERROR_INSTANCE_START_TIMEOUT: Final = "InstanceStartTimeout"
-ERROR_BOOTSTRAP_FAILED: Final = "BootstrapFailed"
+# Error names the agent ends its task token with (the Lambdas' own are their exception class
+# names, see lambdas/errors.py). Matched by name, never by message text.
 ERROR_SCRIPT_FAILED: Final = "Runctl.ScriptFailed"
 ERROR_AGENT_FAILED: Final = "Runctl.AgentFailed"

@@ -24,7 +24,6 @@ class LambdaEnv(BaseModel):
     )
     INSTANCE_READY_TIMEOUT_SECONDS: int = 600
     BOOTSTRAP_TIMEOUT_SECONDS: int = 900
-    HEARTBEAT_SECONDS: int = 300
 
     @field_validator("DEFAULT_INSTANCE_TYPES", "SUBNET_IDS", mode="before")
     @classmethod

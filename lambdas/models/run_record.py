@@ -40,12 +40,14 @@ class EndReason(StrEnum):
     START_TIMEOUT = "start-timeout"
     BOOTSTRAP_FAILED = "bootstrap-failed"
     AGENT_FAILED = "agent-failed"
+    INTERNAL_ERROR = "internal-error"
 
 
 class Attempt(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     number: int
+    status: str | None = None
     instance_id: str | None = None
     instance_type: str | None = None
     availability_zone: str | None = None
@@ -68,7 +70,9 @@ class RunRecord(BaseModel):
     created_at: str
     updated_at: str
     attempt: int = 1
-    attempts: list[Attempt] = Field(default_factory=list)
+    attempts: dict[str, Attempt] = Field(
+        default_factory=dict, description="by attempt number (a map, so a retried write is a no-op)"
+    )
     instance_id: str | None = None
     task_token: str | None = None
     end_reason: EndReason | None = None

@@ -1,4 +1,4 @@
-"""The RunSpec: what a user asks runctl to run. One model for the stack, the client and the schema."""
+"""The RunSpec: what a user asks runctl to run. One model for stack, client and schema."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)$")
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
@@ -143,3 +143,13 @@ class RunSpec(BaseModel):
         if duplicates:
             raise ValueError(f"data names must be unique, repeated: {duplicates}")
         return value
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the field: 'instance_types.0: String should match ...'."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field = ".".join(str(part) for part in problem["loc"]) or "(RunSpec)"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {message}")
+    return "; ".join(lines)

@@ -65,6 +65,7 @@ class StepInput(_Payload):
 
 class StartAgentInput(StepInput):
     task_token: str
+    heartbeat_seconds: int = Field(description="the Train state's heartbeat timeout")
 
 
 class AgentResult(_Payload):

@@ -1,0 +1,170 @@
+"""The runs table: every write is conditional, so retries and late events cannot undo one."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from lambdas.errors import RunAlreadyExists
+from lambdas.models.run_record import FINAL_STATUSES, Attempt, RunRecord, RunStatus
+from lambdas.models.steps import RunContext
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_dynamo(value: Any) -> dict[str, Any]:
+    # DynamoDB has no float type: go through Decimal via JSON-safe conversion.
+    return _serializer.serialize(_floats_to_decimal(value))
+
+
+def _floats_to_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _floats_to_decimal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_floats_to_decimal(item) for item in value]
+    return value
+
+
+def _from_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _decimal_to_number(_deserializer.deserialize(val)) for key, val in item.items()}
+
+
+def _decimal_to_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _decimal_to_number(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decimal_to_number(item) for item in value]
+    return value
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+_FINAL = [status.value for status in FINAL_STATUSES]
+
+
+class RunsTable:
+    """Reads and conditional writes of run records."""
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        self.table_name = table_name
+        self.client = client
+
+    def get(self, run_id: str) -> RunRecord | None:
+        response = self.client.get_item(
+            TableName=self.table_name, Key={"run_id": {"S": run_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return RunRecord.model_validate(_from_dynamo(item)) if item else None
+
+    def create(self, run: RunContext, now: str) -> RunRecord:
+        """Record a new PENDING run; a retry by the same execution is a no-op."""
+        record = RunRecord(
+            run_id=run.run_id,
+            status=RunStatus.PENDING,
+            execution_arn=run.execution_arn,
+            spec=run.spec.model_dump(mode="json"),
+            experiment=run.spec.experiment,
+            created_at=now,
+            updated_at=now,
+            attempt=run.attempt,
+        )
+        item = {key: _to_dynamo(val) for key, val in record.model_dump(mode="json").items()}
+        item = {key: val for key, val in item.items() if "NULL" not in val}
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(run_id)",
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            existing = self.get(run.run_id)
+            if existing is None or existing.execution_arn != run.execution_arn:
+                raise RunAlreadyExists(
+                    f"run id {run.run_id!r} is already used by another execution"
+                ) from error
+            return existing
+        return record
+
+    def update_live(
+        self,
+        run_id: str,
+        attempt: int,
+        now: str,
+        fields: dict[str, Any],
+        attempt_fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Set fields on a live run's current attempt; False when the run is final or moved on."""
+        names = {"#status": "status", "#updated": "updated_at"}
+        values: dict[str, Any] = {
+            ":attempt": _to_dynamo(attempt),
+            ":now": _to_dynamo(now),
+            **{f":f{index}": _to_dynamo(value) for index, value in enumerate(_FINAL)},
+        }
+        sets = ["#updated = :now"]
+        for index, (name, value) in enumerate(fields.items()):
+            names[f"#k{index}"] = name
+            values[f":v{index}"] = _to_dynamo(value)
+            sets.append(f"#k{index} = :v{index}")
+        for index, (name, value) in enumerate((attempt_fields or {}).items()):
+            names["#attempts"] = "attempts"
+            names["#n"] = str(attempt)
+            names[f"#a{index}"] = name
+            values[f":a{index}"] = _to_dynamo(value)
+            sets.append(f"#attempts.#n.#a{index} = :a{index}")
+        final_list = ", ".join(f":f{index}" for index in range(len(_FINAL)))
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"run_id": {"S": run_id}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=f"attempt = :attempt AND NOT #status IN ({final_list})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def start_attempt(self, run_id: str, attempt: Attempt, now: str) -> bool:
+        """Record the instance an attempt runs on and move the run to LAUNCHING."""
+        names = {"#status": "status", "#updated": "updated_at", "#attempts": "attempts"}
+        names["#n"] = str(attempt.number)
+        values = {
+            ":attempt": _to_dynamo(attempt.number),
+            ":now": _to_dynamo(now),
+            ":launching": _to_dynamo(RunStatus.LAUNCHING.value),
+            ":pending": _to_dynamo(RunStatus.PENDING.value),
+            ":instance": _to_dynamo(attempt.instance_id),
+            ":detail": _to_dynamo(attempt.model_dump(mode="json", exclude_none=True)),
+        }
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"run_id": {"S": run_id}},
+                UpdateExpression=(
+                    "SET #status = :launching, #updated = :now, instance_id = :instance, "
+                    "#attempts.#n = :detail"
+                ),
+                ConditionExpression=("attempt = :attempt AND #status IN (:pending, :launching)"),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True

@@ -1,0 +1,31 @@
+"""Errors the steps raise. Step Functions sees the class name as the error name."""
+
+from __future__ import annotations
+
+
+class RunctlError(Exception):
+    """Base of the errors a step raises on purpose; the message is what the user reads."""
+
+
+class RunSpecInvalid(RunctlError):
+    """The RunSpec (or the run id) is wrong; nothing has been created."""
+
+
+class RunAlreadyExists(RunctlError):
+    """A run with this id was recorded by another execution."""
+
+
+class CapacityUnavailable(RunctlError):
+    """Every instance type, zone and market allowed by the RunSpec was out of capacity."""
+
+
+class InstanceStartTimeout(RunctlError):
+    """The instance did not run and register with SSM before the deadline."""
+
+
+class InstanceLost(RunctlError):
+    """The instance stopped or terminated before the run could start on it."""
+
+
+class BootstrapFailed(RunctlError):
+    """Installing the agent over SSM failed or did not finish in time."""

@@ -1,0 +1,19 @@
+"""CheckBootstrap: did the install command succeed? (one bounded poll)"""
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas import wiring
+from lambdas.logic.readiness import check_bootstrap
+from lambdas.models.steps import StepInput
+from lambdas.observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=StepInput)
+def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
+    return check_bootstrap(event, wiring.ssm_commands(), time.time()).model_dump()

@@ -1,0 +1,123 @@
+"""EC2 calls for launching, finding and terminating the instances runctl owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
+
+# Public SSM parameters that name the newest AMI of each image alias, by CPU architecture.
+IMAGE_PARAMETERS = {
+    "al2023": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}",
+    "dlami-pytorch": (
+        "/aws/service/deeplearning/ami/{arch}/"
+        "oss-nvidia-driver-gpu-pytorch-2.13-amazon-linux-2023/latest/ami-id"
+    ),
+}
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+@dataclass(frozen=True)
+class Subnet:
+    subnet_id: str
+    availability_zone: str
+
+
+@dataclass(frozen=True)
+class LaunchedInstance:
+    instance_id: str
+    instance_type: str
+    availability_zone: str
+    market: str
+    state: str
+
+
+def _launched(instance: dict[str, Any]) -> LaunchedInstance:
+    return LaunchedInstance(
+        instance_id=instance["InstanceId"],
+        instance_type=instance["InstanceType"],
+        availability_zone=instance["Placement"]["AvailabilityZone"],
+        market="spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand",
+        state=instance["State"]["Name"],
+    )
+
+
+class Ec2Fleet:
+    """The instances of runctl runs, found by their tags."""
+
+    def __init__(self, ec2: Any, ssm: Any) -> None:
+        self.ec2 = ec2
+        self.ssm = ssm
+
+    def subnets(self, subnet_ids: tuple[str, ...]) -> list[Subnet]:
+        """The configured subnets, or the default VPC's default subnets when none are configured."""
+        if subnet_ids:
+            response = self.ec2.describe_subnets(SubnetIds=list(subnet_ids))
+            by_id = {item["SubnetId"]: item for item in response["Subnets"]}
+            return [Subnet(sid, by_id[sid]["AvailabilityZone"]) for sid in subnet_ids]
+        response = self.ec2.describe_subnets(
+            Filters=[{"Name": "default-for-az", "Values": ["true"]}]
+        )
+        found = sorted(response["Subnets"], key=lambda item: item["AvailabilityZone"])
+        return [Subnet(item["SubnetId"], item["AvailabilityZone"]) for item in found]
+
+    def resolve_image(self, image: str, instance_type: str) -> tuple[str, str]:
+        """(AMI id, root device name) for an image alias or AMI id on this instance type."""
+        if image.startswith("ami-"):
+            image_id = image
+        else:
+            parameter = IMAGE_PARAMETERS[image].format(arch=self._architecture(instance_type))
+            image_id = self.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+        described = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        root_device = described[0].get("RootDeviceName", "/dev/xvda") if described else "/dev/xvda"
+        return image_id, root_device
+
+    def _architecture(self, instance_type: str) -> str:
+        response = self.ec2.describe_instance_types(InstanceTypes=[instance_type])
+        architectures = response["InstanceTypes"][0]["ProcessorInfo"]["SupportedArchitectures"]
+        return "arm64" if "arm64" in architectures else "x86_64"
+
+    def attempt_instances(self, run_id: str, attempt: int | None = None) -> list[LaunchedInstance]:
+        """Live instances tagged with this run (and attempt, when given)."""
+        filters = [
+            {"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]},
+            {"Name": "instance-state-name", "Values": LIVE_STATES},
+        ]
+        if attempt is not None:
+            filters.append({"Name": f"tag:{TAG_ATTEMPT}", "Values": [str(attempt)]})
+        found: list[LaunchedInstance] = []
+        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page["Reservations"]:
+                found.extend(_launched(item) for item in reservation["Instances"])
+        return found
+
+    def run_instance(self, request: dict[str, Any]) -> LaunchedInstance:
+        response = self.ec2.run_instances(**request)
+        return _launched(response["Instances"][0])
+
+    def describe(self, instance_id: str) -> dict[str, Any] | None:
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        instances = [item for res in reservations for item in res["Instances"]]
+        return instances[0] if instances else None
+
+    def ssm_online(self, instance_id: str) -> bool:
+        response = self.ssm.describe_instance_information(
+            Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
+        )
+        return any(
+            item.get("PingStatus") == "Online" for item in response["InstanceInformationList"]
+        )
+
+    def terminate(self, instance_ids: list[str]) -> None:
+        if instance_ids:
+            self.ec2.terminate_instances(InstanceIds=sorted(set(instance_ids)))
+
+
+def run_tags(run_id: str, attempt: int) -> list[dict[str, str]]:
+    return [
+        {"Key": TAG_MANAGED, "Value": "true"},
+        {"Key": TAG_RUN_ID, "Value": run_id},
+        {"Key": TAG_ATTEMPT, "Value": str(attempt)},
+        {"Key": "Name", "Value": f"runctl-{run_id}"},
+    ]

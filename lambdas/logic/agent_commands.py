@@ -1,0 +1,76 @@
+"""The two shell scripts sent over SSM: install the agent, and start it detached.
+
+Both are fixed text. The only values in them are ours (bucket URIs, region, run id and attempt),
+and each is passed through shlex.quote; user-supplied strings (args, hyperparameters) never appear
+here: the agent reads them from its config in S3 and hands them to the script as an argv list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+
+from lambdas.constants import agent_config_key
+
+# $RUNCTL_HOME lets local mode run the same scripts inside a per-instance directory.
+_PRELUDE = [
+    "set -euo pipefail",
+    'export RUNCTL_HOME="${RUNCTL_HOME:-/opt/runctl}"',
+    'mkdir -p "$RUNCTL_HOME"',
+    'cd "$RUNCTL_HOME"',
+]
+
+_DOWNLOAD_AGENT = """\
+import os, shutil, sys, zipfile
+import boto3
+uri, region, home = sys.argv[1], sys.argv[2], sys.argv[3]
+bucket, key = uri[len("s3://"):].split("/", 1)
+archive = os.path.join(home, "instance_agent.zip")
+boto3.client("s3", region_name=region).download_file(bucket, key, archive)
+target = os.path.join(home, "instance_agent")
+shutil.rmtree(target, ignore_errors=True)
+with zipfile.ZipFile(archive) as zipped:
+    zipped.extractall(target)
+print("agent installed in", target)"""
+
+
+def install_agent_script(agent_s3_uri: str, region: str) -> list[str]:
+    """Make sure python3 has boto3 (stock AL2023 may lack it), then fetch and unpack the agent."""
+    return [
+        *_PRELUDE,
+        "if ! python3 -c 'import boto3' >/dev/null 2>&1; then",
+        "  if command -v dnf >/dev/null 2>&1; then dnf install -y -q python3-boto3; "
+        "else python3 -m pip install -q boto3; fi",
+        "fi",
+        f'python3 - {shlex.quote(agent_s3_uri)} {shlex.quote(region)} "$RUNCTL_HOME" '
+        "<<'RUNCTL_PY'",
+        _DOWNLOAD_AGENT,
+        "RUNCTL_PY",
+        "python3 -c 'import instance_agent' && echo 'agent import ok'",
+    ]
+
+
+def start_agent_script(bucket: str, run_id: str, attempt: int, region: str) -> list[str]:
+    """Start the agent detached from the SSM command, at most once per attempt (flock)."""
+    config_uri = f"s3://{bucket}/{agent_config_key(run_id, attempt)}"
+    # Unit and lock names from a hash: fixed alphabet whatever the run id holds.
+    tag = hashlib.sha256(f"{run_id}/{attempt}".encode()).hexdigest()[:16]
+    agent = (
+        f'flock -n "$RUNCTL_HOME/agent-{tag}.lock" python3 -m instance_agent '
+        f"--config {shlex.quote(config_uri)}"
+    )
+    return [
+        *_PRELUDE,
+        f"export AWS_DEFAULT_REGION={shlex.quote(region)}",
+        # systemd keeps the agent alive beyond the SSM command; local mode has no systemd.
+        'if [ -z "${RUNCTL_NO_SYSTEMD:-}" ] && command -v systemd-run >/dev/null 2>&1 '
+        "&& [ -d /run/systemd/system ]; then",
+        f"  systemd-run --unit runctl-agent-{tag} --collect "
+        f'--working-directory "$RUNCTL_HOME" --setenv=AWS_DEFAULT_REGION={shlex.quote(region)} '
+        f'--setenv=RUNCTL_HOME="$RUNCTL_HOME" /bin/bash -c {shlex.quote(agent)}',
+        "else",
+        f'  setsid nohup /bin/bash -c {shlex.quote(agent)} >>"$RUNCTL_HOME/agent-{tag}.out" '
+        "2>&1 </dev/null &",
+        "fi",
+        f"echo 'agent started for attempt {int(attempt)}'",
+    ]

@@ -1,0 +1,71 @@
+"""BootstrapInstance and StartAgent: the two SSM commands, and the agent's config in S3."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from lambdas.constants import agent_config_key
+from lambdas.dal.runs_table import RunsTable
+from lambdas.env import LambdaEnv
+from lambdas.integrations.ssm_commands import SsmCommands
+from lambdas.logic.agent_commands import install_agent_script, start_agent_script
+from lambdas.models.steps import BootstrapInfo, StartAgentInput, StepInput
+
+
+def bootstrap(step: StepInput, env: LambdaEnv, commands: SsmCommands, region: str) -> BootstrapInfo:
+    # A retried invocation sends the install again: the script is idempotent.
+    command_id = commands.run_shell(
+        step.instance.instance_id,
+        install_agent_script(env.AGENT_S3_URI, region),
+        comment=f"runctl install agent {step.run.run_id}",
+        timeout_seconds=env.BOOTSTRAP_TIMEOUT_SECONDS,
+    )
+    return BootstrapInfo(
+        command_id=command_id, deadline=time.time() + env.BOOTSTRAP_TIMEOUT_SECONDS
+    )
+
+
+def agent_config(request: StartAgentInput, env: LambdaEnv, region: str) -> dict[str, Any]:
+    """The agent's whole brief (docs/architecture.md, "Agent config")."""
+    run = request.run
+    return {
+        "run_id": run.run_id,
+        "attempt": run.attempt,
+        "region": region,
+        "bucket": env.BUCKET_NAME,
+        "table_name": env.RUNS_TABLE_NAME,
+        "log_group": env.LOG_GROUP_NAME,
+        "task_token": request.task_token,
+        "heartbeat_seconds": request.heartbeat_seconds,
+        "instance_id": request.instance.instance_id,
+        "spec": run.spec.model_dump(mode="json"),
+    }
+
+
+def start_agent(
+    request: StartAgentInput,
+    env: LambdaEnv,
+    s3: Any,
+    commands: SsmCommands,
+    table: RunsTable,
+    region: str,
+    now: str,
+) -> str:
+    run = request.run
+    s3.put_object(
+        Bucket=env.BUCKET_NAME,
+        Key=agent_config_key(run.run_id, run.attempt),
+        Body=json.dumps(agent_config(request, env, region)).encode(),
+        ContentType="application/json",
+        ServerSideEncryption="AES256",
+    )
+    # The stored token lets event rules fail the task at once when the instance dies.
+    table.update_live(run.run_id, run.attempt, now, {"task_token": request.task_token})
+    return commands.run_shell(
+        request.instance.instance_id,
+        start_agent_script(env.BUCKET_NAME, run.run_id, run.attempt, region),
+        comment=f"runctl start agent {run.run_id}",
+        timeout_seconds=120,
+    )

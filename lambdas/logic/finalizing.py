@@ -1,0 +1,149 @@
+"""FinalizeRun: terminate the attempt's instance, decide how the run ended, record it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.constants import ERROR_AGENT_FAILED, ERROR_SCRIPT_FAILED, attempt_result_key
+from lambdas.dal.runs_table import RunsTable
+from lambdas.integrations.ec2_fleet import Ec2Fleet
+from lambdas.models.run_record import EndReason, RunStatus
+from lambdas.models.steps import AgentResult, FinalizeInput, FinalizeOutput
+
+# A step error name -> why the run stopped. Names are the Lambdas' exception classes, the agent's
+# Runctl.* errors and Step Functions' own States.* errors.
+END_REASON_BY_ERROR = {
+    ERROR_SCRIPT_FAILED: EndReason.SCRIPT_FAILED,
+    ERROR_AGENT_FAILED: EndReason.AGENT_FAILED,
+    "States.HeartbeatTimeout": EndReason.INSTANCE_LOST,
+    "States.Timeout": EndReason.LIMIT_EXCEEDED,
+    "CapacityUnavailable": EndReason.CAPACITY,
+    "InstanceStartTimeout": EndReason.START_TIMEOUT,
+    "InstanceLost": EndReason.INSTANCE_LOST,
+    "BootstrapFailed": EndReason.BOOTSTRAP_FAILED,
+}
+STDERR_TAIL_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: RunStatus
+    end_reason: EndReason
+    error: str  # the execution's error name when it fails
+    cause: str  # one readable sentence: why the run stopped
+
+
+def decide_outcome(request: FinalizeInput, result: AgentResult | None) -> Outcome:
+    """Pure: what the run's final status and reason are, given the state and the agent's result."""
+    if request.error is None and request.result is not None:
+        return Outcome(RunStatus.SUCCEEDED, EndReason.COMPLETED, "None", "")
+    if request.error is None:
+        return Outcome(
+            RunStatus.FAILED,
+            EndReason.INTERNAL_ERROR,
+            "Runctl.Internal",
+            "finalized without result",
+        )
+    name = request.error.Error
+    reason = END_REASON_BY_ERROR.get(name, EndReason.INTERNAL_ERROR)
+    return Outcome(RunStatus.FAILED, reason, name, _cause(name, request, result))
+
+
+def _cause(name: str, request: FinalizeInput, result: AgentResult | None) -> str:
+    if name == ERROR_SCRIPT_FAILED and result is not None:
+        tail = result.stderr_tail.strip().splitlines()[-1:] or ["(no stderr)"]
+        return f"script exited with code {result.exit_code}: {tail[0]}"
+    if name == ERROR_AGENT_FAILED and result is not None and result.message:
+        return f"agent failed: {result.message}"
+    if name == "States.HeartbeatTimeout":
+        return "no heartbeat from the agent: the instance or its agent is gone"
+    if name == "States.Timeout":
+        limit = request.run.spec.limits.max_runtime_seconds
+        return f"the run exceeded its max runtime of {limit} s"
+    return _readable_cause(request.error.Cause if request.error else None) or name
+
+
+def _readable_cause(cause: str | None) -> str:
+    """A Lambda error's cause is JSON with errorMessage; anything else is shown as it is."""
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return str(parsed["errorMessage"])
+    return cause
+
+
+def read_agent_result(s3: Any, bucket: str, run_id: str, attempt: int) -> AgentResult | None:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=attempt_result_key(run_id, attempt))["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+            return None
+        raise
+    return AgentResult.model_validate_json(body)
+
+
+def finalize_run(
+    request: FinalizeInput,
+    fleet: Ec2Fleet,
+    table: RunsTable,
+    s3: Any,
+    bucket: str,
+    now: datetime,
+) -> FinalizeOutput:
+    run = request.run
+    # Terminate first: whatever else fails below, no instance outlives its run.
+    instance_ids = {item.instance_id for item in fleet.attempt_instances(run.run_id, run.attempt)}
+    if request.instance is not None:
+        instance_ids.add(request.instance.instance_id)
+    fleet.terminate(sorted(instance_ids))
+
+    result = request.result or read_agent_result(s3, bucket, run.run_id, run.attempt)
+    outcome = decide_outcome(request, result)
+    record = table.get(run.run_id)
+    stamp = now.isoformat()
+    duration = (now - datetime.fromisoformat(record.created_at)).total_seconds() if record else None
+    fields: dict[str, Any] = {
+        "status": outcome.status.value,
+        "end_reason": outcome.end_reason.value,
+        "task_token": None,
+        "ended_at": stamp,
+        "duration_seconds": duration,
+        "error": outcome.cause or None,
+    }
+    if result is not None:
+        fields |= {
+            "exit_code": result.exit_code,
+            "outputs_uri": result.outputs_uri,
+            "final_metrics": result.final_metrics,
+        }
+        if outcome.status is not RunStatus.SUCCEEDED:
+            fields["stderr_tail"] = result.stderr_tail[-STDERR_TAIL_CHARS:]
+    table.update_live(
+        run.run_id,
+        run.attempt,
+        stamp,
+        fields,
+        # A run that never launched has no attempt entry to annotate.
+        attempt_fields=(
+            {"ended_at": stamp, "end_reason": outcome.end_reason.value}
+            if record is not None and str(run.attempt) in record.attempts
+            else None
+        ),
+    )
+    return FinalizeOutput(
+        run_id=run.run_id,
+        status=outcome.status.value,
+        end_reason=outcome.end_reason.value,
+        error=outcome.error,
+        cause=outcome.cause,
+        outputs_uri=result.outputs_uri if result else None,
+    )

@@ -1,0 +1,134 @@
+"""LaunchInstance: start the attempt's instance, once, on the best option that has capacity."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.dal.runs_table import RunsTable
+from lambdas.env import LambdaEnv
+from lambdas.errors import CapacityUnavailable
+from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
+from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
+from lambdas.models.run_record import Attempt
+from lambdas.models.steps import InstanceInfo, RunContext
+from lambdas.observability import logger
+
+# IMDSv2 only; hop limit 2 lets a container on the instance reach IMDS, no further.
+METADATA_OPTIONS = {
+    "HttpTokens": "required",
+    "HttpEndpoint": "enabled",
+    "HttpPutResponseHopLimit": 2,
+    "InstanceMetadataTags": "enabled",
+}
+
+
+def run_instances_request(
+    run: RunContext,
+    option: LaunchOption,
+    env: LambdaEnv,
+    image_id: str,
+    root_device: str,
+) -> dict[str, Any]:
+    """The RunInstances call for one option (pure, so its security settings are testable)."""
+    request: dict[str, Any] = {
+        "LaunchTemplate": {"LaunchTemplateId": env.LAUNCH_TEMPLATE_ID, "Version": "$Default"},
+        "ImageId": image_id,
+        "InstanceType": option.instance_type,
+        "SubnetId": option.subnet_id,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "ClientToken": client_token(run.run_id, run.attempt, option),
+        "MetadataOptions": METADATA_OPTIONS,
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": root_device,
+                "Ebs": {
+                    "VolumeSize": run.spec.volume_gb,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+        "TagSpecifications": [
+            {"ResourceType": kind, "Tags": run_tags(run.run_id, run.attempt)}
+            for kind in ("instance", "volume")
+        ],
+    }
+    if option.market == "spot":
+        request["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            },
+        }
+    return request
+
+
+def launch_attempt(
+    run: RunContext,
+    env: LambdaEnv,
+    fleet: Ec2Fleet,
+    table: RunsTable,
+    now: str,
+    ready_timeout_seconds: int,
+) -> InstanceInfo:
+    # A retried invocation finds the instance the first one launched (ClientToken alone is not
+    # enough: each option has its own token, and the emulator ignores tokens).
+    existing = fleet.attempt_instances(run.run_id, run.attempt)
+    if existing:
+        launched = existing[0]
+        logger.info("attempt already launched", extra={"instance_id": launched.instance_id})
+    else:
+        launched = _launch_first_available(run, env, fleet)
+    table.start_attempt(
+        run.run_id,
+        Attempt(
+            number=run.attempt,
+            instance_id=launched.instance_id,
+            instance_type=launched.instance_type,
+            availability_zone=launched.availability_zone,
+            market=launched.market,
+            started_at=now,
+        ),
+        now,
+    )
+    return InstanceInfo(
+        instance_id=launched.instance_id,
+        instance_type=launched.instance_type,
+        availability_zone=launched.availability_zone,
+        market=launched.market,
+        launched_at=now,
+        ready_deadline=time.time() + ready_timeout_seconds,
+    )
+
+
+def _launch_first_available(run: RunContext, env: LambdaEnv, fleet: Ec2Fleet) -> LaunchedInstance:
+    plan = launch_plan(run.spec, fleet.subnets(env.SUBNET_IDS))
+    images: dict[str, tuple[str, str]] = {}
+    refused: list[str] = []
+    for option in plan:
+        if option.instance_type not in images:
+            images[option.instance_type] = fleet.resolve_image(run.spec.image, option.instance_type)
+        image_id, root_device = images[option.instance_type]
+        request = run_instances_request(run, option, env, image_id, root_device)
+        try:
+            launched = fleet.run_instance(request)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code not in CAPACITY_ERROR_CODES:
+                raise
+            refused.append(f"{option.describe()}: {code}")
+            logger.info("no capacity, trying the next option", extra={"option": option.describe()})
+            continue
+        logger.info(
+            "launched", extra={"instance_id": launched.instance_id, "option": option.describe()}
+        )
+        return launched
+    raise CapacityUnavailable(
+        "no capacity for any allowed option: " + "; ".join(refused or ["none"])
+    )

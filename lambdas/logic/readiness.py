@@ -1,0 +1,48 @@
+"""CheckInstance and CheckBootstrap: one poll each, bounded by a deadline set when polling began."""
+
+from __future__ import annotations
+
+from lambdas.errors import BootstrapFailed, InstanceLost, InstanceStartTimeout
+from lambdas.integrations.ec2_fleet import Ec2Fleet
+from lambdas.integrations.ssm_commands import SsmCommands
+from lambdas.models.steps import ReadyProbe, StepInput
+
+_GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
+OUTPUT_TAIL_CHARS = 2000
+
+
+def check_instance(step: StepInput, fleet: Ec2Fleet, now: float) -> ReadyProbe:
+    instance_id = step.instance.instance_id
+    described = fleet.describe(instance_id)
+    state = described["State"]["Name"] if described else "unknown"
+    if state in _GONE_STATES:
+        reason = (described or {}).get("StateReason", {}).get("Message", "no reason given")
+        raise InstanceLost(f"instance {instance_id} is {state} before the run started: {reason}")
+    online = state == "running" and fleet.ssm_online(instance_id)
+    if online:
+        return ReadyProbe(ready=True, detail="running and online in SSM")
+    detail = f"state {state}, SSM {'online' if online else 'not registered yet'}"
+    if now > step.instance.ready_deadline:
+        raise InstanceStartTimeout(
+            f"instance {instance_id} not ready before the deadline ({detail}); check that the "
+            "image runs the SSM agent and the subnet reaches the SSM endpoints"
+        )
+    return ReadyProbe(ready=False, detail=detail)
+
+
+def check_bootstrap(step: StepInput, commands: SsmCommands, now: float) -> ReadyProbe:
+    assert step.bootstrap is not None, "CheckBootstrap needs $.bootstrap"
+    status = commands.status(step.bootstrap.command_id, step.instance.instance_id)
+    if status.status == "Success":
+        return ReadyProbe(ready=True, detail="agent installed")
+    if status.finished:
+        raise BootstrapFailed(
+            f"installing the agent on {step.instance.instance_id} ended {status.status}: "
+            f"{(status.stderr or status.stdout)[-OUTPUT_TAIL_CHARS:]}"
+        )
+    if now > step.bootstrap.deadline:
+        raise BootstrapFailed(
+            f"installing the agent on {step.instance.instance_id} did not finish in time "
+            f"(last status {status.status})"
+        )
+    return ReadyProbe(ready=False, detail=status.status)

@@ -1,0 +1,68 @@
+"""ValidateRun: turn the raw input into a RunContext, or say exactly what is wrong."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from lambdas.env import LambdaEnv
+from lambdas.errors import RunSpecInvalid
+from lambdas.models.run_spec import RunSpec, describe_validation_error, split_s3_uri
+from lambdas.models.steps import RunContext, ValidateInput
+
+# Step Functions execution names allow more, but the run id also names S3 keys, log streams and
+# tags, so keep it to a portable alphabet.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+# Margin for staging and the final uploads on top of the script's own max runtime.
+TRAIN_TIMEOUT_MARGIN_SECONDS = 600
+
+
+def validate_run(request: ValidateInput, env: LambdaEnv, s3: Any) -> RunContext:
+    if not RUN_ID_PATTERN.match(request.run_id):
+        raise RunSpecInvalid(
+            f"run id (execution name) {request.run_id!r} must be 1-80 letters, digits, '-' or '_'"
+        )
+    if not isinstance(request.spec, dict):
+        raise RunSpecInvalid("the execution input must be a RunSpec JSON object")
+    try:
+        spec = RunSpec.model_validate(request.spec)
+    except ValidationError as error:
+        raise RunSpecInvalid(f"RunSpec is invalid: {describe_validation_error(error)}") from error
+    if spec.instance_types is None:
+        spec = spec.model_copy(update={"instance_types": list(env.DEFAULT_INSTANCE_TYPES)})
+    _check_code_exists(spec, s3)
+    _check_data_exists(spec, s3)
+    return RunContext(
+        run_id=request.run_id,
+        execution_arn=request.execution_arn,
+        attempt=1,
+        spec=spec,
+        train_timeout_seconds=spec.limits.max_runtime_seconds + TRAIN_TIMEOUT_MARGIN_SECONDS,
+    )
+
+
+def _check_code_exists(spec: RunSpec, s3: Any) -> None:
+    bucket, key = split_s3_uri(spec.code.s3_uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        reason = "no such object" if code in {"404", "NoSuchKey", "NotFound"} else code
+        raise RunSpecInvalid(f"code.s3_uri: cannot read {spec.code.s3_uri} ({reason})") from error
+
+
+def _check_data_exists(spec: RunSpec, s3: Any) -> None:
+    for index, item in enumerate(spec.data):
+        bucket, key = split_s3_uri(item.s3_uri)
+        try:
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            raise RunSpecInvalid(
+                f"data.{index}.s3_uri: cannot list {item.s3_uri} ({code})"
+            ) from error
+        if not listed.get("KeyCount"):
+            raise RunSpecInvalid(f"data.{index}.s3_uri: no objects under {item.s3_uri}")
