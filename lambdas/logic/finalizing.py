@@ -38,20 +38,31 @@ class Outcome:
     cause: str  # one readable sentence: why the run stopped
 
 
-def decide_outcome(request: FinalizeInput, result: AgentResult | None) -> Outcome:
-    """Pure: what the run's final status and reason are, given the state and the agent's result."""
+def decide_outcome(
+    request: FinalizeInput, result: AgentResult | None, attempt_seconds: float | None
+) -> Outcome:
+    """Pure: the run's final status and reason, from the state, the agent's result and how long
+    the attempt ran (`attempt_seconds`, to tell a lost heartbeat from the max runtime)."""
     if request.error is None and request.result is not None:
         return Outcome(RunStatus.SUCCEEDED, EndReason.COMPLETED, "None", "")
     if request.error is None:
-        return Outcome(
-            RunStatus.FAILED,
-            EndReason.INTERNAL_ERROR,
-            "Runctl.Internal",
-            "finalized without result",
-        )
+        reason = EndReason.INTERNAL_ERROR
+        return Outcome(RunStatus.FAILED, reason, error_name(reason), "finalized without a result")
     name = request.error.Error
+    if name == "States.Timeout" and _before_max_runtime(request, attempt_seconds):
+        # The emulator names a heartbeat timeout States.Timeout; AWS says States.HeartbeatTimeout.
+        name = "States.HeartbeatTimeout"
     reason = END_REASON_BY_ERROR.get(name, EndReason.INTERNAL_ERROR)
-    return Outcome(RunStatus.FAILED, reason, name, _cause(name, request, result))
+    return Outcome(RunStatus.FAILED, reason, error_name(reason), _cause(name, request, result))
+
+
+def error_name(reason: EndReason) -> str:
+    """The failed execution's error: Runctl.<Reason> (a Fail state may not use States.*)."""
+    return "Runctl." + "".join(part.capitalize() for part in reason.value.split("-"))
+
+
+def _before_max_runtime(request: FinalizeInput, attempt_seconds: float | None) -> bool:
+    return attempt_seconds is not None and attempt_seconds < request.run.train_timeout_seconds
 
 
 def _cause(name: str, request: FinalizeInput, result: AgentResult | None) -> str:
@@ -107,8 +118,8 @@ def finalize_run(
     fleet.terminate(sorted(instance_ids))
 
     result = request.result or read_agent_result(s3, bucket, run.run_id, run.attempt)
-    outcome = decide_outcome(request, result)
     record = table.get(run.run_id)
+    outcome = decide_outcome(request, result, _attempt_seconds(request, now))
     stamp = now.isoformat()
     duration = (now - datetime.fromisoformat(record.created_at)).total_seconds() if record else None
     fields: dict[str, Any] = {
@@ -147,3 +158,9 @@ def finalize_run(
         cause=outcome.cause,
         outputs_uri=result.outputs_uri if result else None,
     )
+
+
+def _attempt_seconds(request: FinalizeInput, now: datetime) -> float | None:
+    if request.instance is None:
+        return None
+    return (now - datetime.fromisoformat(request.instance.launched_at)).total_seconds()

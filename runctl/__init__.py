@@ -1,0 +1,1 @@
+"""runctl client: the CLI, the SDK and local mode."""

@@ -1,0 +1,138 @@
+"""Creates the stack's resources in the emulator: the same ASL file, step registry and env names."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from lambdas.functions import TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
+from runctl.local.emulator import REGION
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
+AGENT_DIR = PROJECT_ROOT / "instance_agent"
+AGENT_KEY = "agent/instance_agent.zip"
+# What the CDK asset leaves out of the agent zip too (stacks/).
+AGENT_EXCLUDES = ("__pycache__", ".pyc", "ruff.toml")
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Timings that make a local run fast; `cdk deploy` uses lambdas/functions.py's defaults."""
+
+    poll_seconds: int = 1
+    heartbeat_seconds: int = 30
+    instance_ready_timeout_seconds: int = 60
+    bootstrap_timeout_seconds: int = 120
+    default_instance_types: tuple[str, ...] = ("g5.xlarge", "g4dn.xlarge")
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    bucket: str
+    table: str
+    log_group: str
+    state_machine_arn: str
+    function_arns: dict[str, str]
+
+
+def substitute(definition: str, substitutions: dict[str, str]) -> str:
+    """Replace ${Name} placeholders the way definition_substitutions does; all must be known."""
+    for name, value in substitutions.items():
+        definition = definition.replace("${" + name + "}", value)
+    if "${" in definition:
+        start = definition.index("${")
+        raise ValueError(f"unsubstituted placeholder {definition[start : start + 40]!r}")
+    return definition
+
+
+def agent_zip() -> bytes:
+    """The agent folder's files at the zip's root, as the CDK asset packs it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(AGENT_DIR.rglob("*")):
+            relative = path.relative_to(AGENT_DIR).as_posix()
+            if path.is_file() and not any(part in relative for part in AGENT_EXCLUDES):
+                archive.write(path, relative)
+    return buffer.getvalue()
+
+
+def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
+    """Create bucket, table, log group, launch template, functions and TrainRun in the emulator."""
+    session = boto3.session.Session(region_name=REGION)
+    s3, ddb, logs = session.client("s3"), session.client("dynamodb"), session.client("logs")
+    ec2, iam, lam = session.client("ec2"), session.client("iam"), session.client("lambda")
+    sfn = session.client("stepfunctions")
+
+    bucket = f"{name}-bucket"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=AGENT_KEY, Body=agent_zip())
+    table = f"{name}-runs"
+    ddb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    log_group = f"/runctl/{name}/runs"
+    logs.create_log_group(logGroupName=log_group)
+    template_id = ec2.create_launch_template(
+        LaunchTemplateName=f"{name}-instances",
+        LaunchTemplateData={
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"}
+        },
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    role_arn = iam.create_role(
+        RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+    )["Role"]["Arn"]
+
+    environment = {
+        "RUNS_TABLE_NAME": table,
+        "BUCKET_NAME": bucket,
+        "LOG_GROUP_NAME": log_group,
+        "LAUNCH_TEMPLATE_ID": template_id,
+        "AGENT_S3_URI": f"s3://{bucket}/{AGENT_KEY}",
+        "DEFAULT_INSTANCE_TYPES": ",".join(settings.default_instance_types),
+        "SUBNET_IDS": "",
+        "INSTANCE_READY_TIMEOUT_SECONDS": str(settings.instance_ready_timeout_seconds),
+        "BOOTSTRAP_TIMEOUT_SECONDS": str(settings.bootstrap_timeout_seconds),
+        "POWERTOOLS_SERVICE_NAME": "runctl",
+    }
+    # The code is never run from this zip: the bridge imports the handler by name.
+    placeholder_code = _placeholder_zip()
+    function_arns = {}
+    for step in TRAIN_RUN_STEPS:
+        function_arns[step.name] = lam.create_function(
+            FunctionName=f"{name}-{step.name}",
+            Runtime="python3.11",
+            Role=role_arn,
+            Handler=step.handler,
+            Code={"ZipFile": placeholder_code},
+            Environment={"Variables": environment},
+            Timeout=60,
+        )["FunctionArn"]
+
+    substitutions: dict[str, Any] = {
+        **TRAIN_RUN_SETTINGS,
+        "PollIntervalSeconds": str(settings.poll_seconds),
+        "HeartbeatSeconds": str(settings.heartbeat_seconds),
+        **{step.placeholder: function_arns[step.name] for step in TRAIN_RUN_STEPS},
+    }
+    definition = substitute((STATEMACHINES_DIR / "train_run.asl.json").read_text(), substitutions)
+    state_machine_arn = sfn.create_state_machine(
+        name=f"{name}-TrainRun", definition=definition, roleArn=role_arn, type="STANDARD"
+    )["stateMachineArn"]
+    return LocalStack(bucket, table, log_group, state_machine_arn, function_arns)
+
+
+def _placeholder_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "local mode runs the handler in-process by name\n")
+    return buffer.getvalue()

@@ -1,0 +1,115 @@
+"""The embedded AWS emulator: moto's server in this process, with local-mode adapters attached."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from unittest import mock
+
+from moto.awslambda.models import LambdaFunction
+from moto.core.config import default_user_config
+from moto.ec2.models.instances import Instance, InstanceBackend
+from moto.server import ThreadedMotoServer
+from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+from lambdas.env import lambda_env
+from lambdas.integrations.aws_clients import aws_client
+from runctl.local import lambda_bridge
+from runctl.local.ec2_bridge import Ec2Bridge
+from runctl.local.instances import LocalFleet, instance_base_env
+from runctl.local.ssm_bridge import SsmBridge
+
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Emulator:
+    """Start with `with Emulator(root) as emulator:`; everything is undone on exit."""
+
+    def __init__(self, root: Path, boot_seconds: float = 0.0) -> None:
+        self.root = root
+        self.boot_seconds = boot_seconds
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.fleet = LocalFleet(root, {}, boot_seconds)
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Emulator:
+        self.root.mkdir(parents=True, exist_ok=True)
+        stack = self._stack
+        stack.enter_context(
+            mock.patch.dict(
+                os.environ,
+                {
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": REGION,
+                    "AWS_REGION": REGION,
+                    "AWS_ENDPOINT_URL": self.endpoint,
+                    # moto's Step Functions engine calls Lambda through this port.
+                    "MOTO_PORT": str(self.port),
+                    "POWERTOOLS_TRACE_DISABLED": "true",
+                    "POWERTOOLS_METRICS_DISABLED": "true",
+                    "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+                },
+            )
+        )
+        stack.enter_context(
+            mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True})
+        )
+        self.fleet.base_env = instance_base_env(self.endpoint, REGION, self.root)
+        ec2 = Ec2Bridge(self.fleet)
+        ssm = SsmBridge(self.fleet)
+        for target, name, replacement in (
+            (LambdaFunction, "invoke", lambda_bridge.patched_invoke),
+            (InstanceBackend, "run_instances", ec2.run_instances),
+            (Instance, "terminate", ec2.terminate),
+            (SimpleSystemManagerBackend, "send_command", ssm.send_command),
+            (SimpleSystemManagerResponse, "describe_instance_information", ssm.describe_instances),
+        ):
+            # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
+            stack.enter_context(
+                mock.patch.object(target, name, _as_method(replacement), create=True)
+            )
+        # moto logs every failed state at ERROR; a failed run is reported by runctl itself.
+        for noisy in ("werkzeug", "moto.stepfunctions"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self._server.start()
+        stack.callback(self._server.stop)
+        stack.callback(self.fleet.shutdown)
+        # Clients and settings cached by an earlier emulator point at its (closed) port.
+        for cached in (aws_client, lambda_env):
+            cached.cache_clear()
+            stack.callback(cached.cache_clear)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+
+def _as_method(function: object) -> object:
+    """Bound methods of a bridge become plain functions taking moto's `self` first."""
+
+    def method(self: object, *args: object, **kwargs: object) -> object:
+        return function(self, *args, **kwargs)  # type: ignore[operator]
+
+    return method

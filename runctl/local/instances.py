@@ -1,0 +1,182 @@
+"""Local stand-ins for EC2 instances: a work directory, an IMDSv2 endpoint, and its processes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from runctl.local.imds import LocalImds
+
+# Marks every process started on a local instance, so terminating it can find them all
+# (the agent detaches with setsid, and the script runs in its own session).
+INSTANCE_ENV_MARKER = "RUNCTL_LOCAL_INSTANCE"
+SSM_OUTPUT_LIMIT = 24_000  # GetCommandInvocation returns at most this much of stdout
+
+
+@dataclass
+class CommandResult:
+    status: str  # InProgress | Success | Failed | TimedOut | Cancelled
+    exit_code: int = -1
+    stdout: str = ""
+    stderr: str = ""
+
+
+class LocalInstance:
+    """One launched instance, running in `home` with the emulator's endpoint and credentials."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        instance_type: str,
+        availability_zone: str,
+        home: Path,
+        base_env: dict[str, str],
+        boot_seconds: float,
+    ) -> None:
+        self.instance_id = instance_id
+        self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.online_at = time.monotonic() + boot_seconds
+        self.terminated = threading.Event()
+        self.imds = LocalImds(
+            {
+                "instance-id": instance_id,
+                "instance-type": instance_type,
+                "placement/availability-zone": availability_zone,
+                "placement/region": availability_zone[:-1],
+            }
+        ).start()
+        self.env = {
+            **base_env,
+            "RUNCTL_HOME": str(home),
+            "RUNCTL_NO_SYSTEMD": "1",
+            INSTANCE_ENV_MARKER: instance_id,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds.endpoint,
+        }
+
+    @property
+    def online(self) -> bool:
+        return not self.terminated.is_set() and time.monotonic() >= self.online_at
+
+    def run_shell(self, commands: list[str], timeout_seconds: float) -> CommandResult:
+        """Run an AWS-RunShellScript command's lines with bash, as the SSM agent would."""
+        if self.terminated.is_set():
+            return CommandResult("Failed", stderr="instance terminated")
+        script = self.home / f"ssm-command-{time.monotonic_ns()}.sh"
+        script.write_text("\n".join(commands) + "\n")
+        try:
+            completed = subprocess.run(
+                ["/bin/bash", str(script)],
+                cwd=self.home,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_seconds,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as expired:
+            return CommandResult("TimedOut", stderr=str(expired))
+        status = "Success" if completed.returncode == 0 else "Failed"
+        return CommandResult(
+            status,
+            completed.returncode,
+            completed.stdout[:SSM_OUTPUT_LIMIT],
+            completed.stderr[:SSM_OUTPUT_LIMIT],
+        )
+
+    def processes(self) -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get(INSTANCE_ENV_MARKER) == self.instance_id:
+                    found.append(process)
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        return found
+
+    def terminate(self) -> None:
+        """Like EC2 reclaiming the machine: every process on it dies at once."""
+        self.terminated.set()
+        for process in self.processes():
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                continue
+        self.imds.stop()
+
+
+class LocalFleet:
+    """The local instances, keyed by EC2 instance id."""
+
+    def __init__(self, root: Path, base_env: dict[str, str], boot_seconds: float = 0.0) -> None:
+        self.root = root
+        self.base_env = base_env
+        self.boot_seconds = boot_seconds
+        self.instances: dict[str, LocalInstance] = {}
+        self._lock = threading.Lock()
+        self.on_launch: list[Callable[[LocalInstance], None]] = []
+
+    def launch(self, instance_id: str, instance_type: str, availability_zone: str) -> None:
+        instance = LocalInstance(
+            instance_id,
+            instance_type,
+            availability_zone,
+            self.root / "instances" / instance_id,
+            self.base_env,
+            self.boot_seconds,
+        )
+        with self._lock:
+            self.instances[instance_id] = instance
+        for callback in self.on_launch:
+            callback(instance)
+
+    def get(self, instance_id: str) -> LocalInstance | None:
+        with self._lock:
+            return self.instances.get(instance_id)
+
+    def terminate(self, instance_id: str) -> None:
+        instance = self.get(instance_id)
+        if instance is not None and not instance.terminated.is_set():
+            instance.terminate()
+
+    def running(self) -> list[LocalInstance]:
+        with self._lock:
+            return [item for item in self.instances.values() if not item.terminated.is_set()]
+
+    def shutdown(self) -> None:
+        for instance in self.running():
+            instance.terminate()
+
+
+def python_shim_dir(root: Path) -> Path:
+    """A bin/ with `python3` -> this interpreter, so instance scripts find boto3 like on AL2023."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "python3"
+    # A script, not a symlink: exec'ing the venv's own path keeps its site-packages.
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    shim.chmod(0o755)
+    return bin_dir
+
+
+def instance_base_env(endpoint: str, region: str, root: Path) -> dict[str, str]:
+    """The environment every local instance's processes start with."""
+    keep = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    keep.pop("PYTHONPATH", None)
+    return {
+        **keep,
+        "PATH": f"{python_shim_dir(root)}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": endpoint,
+    }

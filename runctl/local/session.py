@@ -1,0 +1,203 @@
+"""A local runctl deployment for the length of a `with` block: start runs, follow them, collect."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from lambdas.constants import log_stream_name, outputs_prefix
+from lambdas.dal.runs_table import RunsTable
+from lambdas.models.run_record import RunRecord
+from runctl.local.deploy import LocalSettings, LocalStack, deploy
+from runctl.local.emulator import REGION, Emulator
+from runctl.packaging import CodePackage
+
+METRIC_PREFIX = "RUNCTL_METRIC "
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Something worth telling the user while a run goes on."""
+
+    kind: str  # status | metric | log | end
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    execution_status: str  # SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    record: RunRecord | None
+    error: str | None
+    cause: str | None
+    outputs_dir: Path | None
+
+    @property
+    def status(self) -> str:
+        return self.record.status.value if self.record else self.execution_status
+
+
+def new_run_id() -> str:
+    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class LocalSession:
+    def __init__(self, root: Path, settings: LocalSettings | None = None) -> None:
+        self.root = root
+        self.settings = settings or LocalSettings()
+        self.emulator = Emulator(root)
+        self.stack: LocalStack
+
+    def __enter__(self) -> LocalSession:
+        self.emulator.__enter__()
+        try:
+            self.stack = deploy(self.settings)
+            session = boto3.session.Session(region_name=REGION)
+            self.s3 = session.client("s3")
+            self.sfn = session.client("stepfunctions")
+            self.logs = session.client("logs")
+            self.ec2 = session.client("ec2")
+            self.table = RunsTable(self.stack.table, session.client("dynamodb"))
+        except BaseException:
+            self.emulator.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.emulator.__exit__(exc_type, exc, traceback)
+
+    def upload_code(self, package: CodePackage) -> tuple[str, bool]:
+        """Put the archive under its hash; False when it was already there (nothing uploaded)."""
+        try:
+            self.s3.head_object(Bucket=self.stack.bucket, Key=package.key)
+            return f"s3://{self.stack.bucket}/{package.key}", False
+        except self.s3.exceptions.ClientError:
+            self.s3.put_object(Bucket=self.stack.bucket, Key=package.key, Body=package.data)
+            return f"s3://{self.stack.bucket}/{package.key}", True
+
+    def start(self, spec: dict[str, Any], run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id()
+        self.sfn.start_execution(
+            stateMachineArn=self.stack.state_machine_arn, name=run_id, input=json.dumps(spec)
+        )
+        return run_id
+
+    def execution_arn(self, run_id: str) -> str:
+        return self.stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+
+    def wait(
+        self,
+        run_id: str,
+        on_event: Callable[[RunEvent], None] = lambda event: None,
+        timeout_seconds: float = 600,
+        poll_seconds: float = 0.3,
+    ) -> RunOutcome:
+        """Follow the run until its execution ends, reporting status changes, metrics and logs."""
+        deadline = time.monotonic() + timeout_seconds
+        follower = _Follower(self, run_id, on_event)
+        while True:
+            described = self.sfn.describe_execution(executionArn=self.execution_arn(run_id))
+            follower.poll()
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still running after {timeout_seconds} s")
+            time.sleep(poll_seconds)
+        follower.poll()
+        record = self.table.get(run_id)
+        outputs_dir = self._download_outputs(run_id) if record else None
+        outcome = RunOutcome(
+            run_id=run_id,
+            execution_status=described["status"],
+            record=record,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            outputs_dir=outputs_dir,
+        )
+        on_event(RunEvent("end", outcome.status, {"outcome": outcome}))
+        return outcome
+
+    def _download_outputs(self, run_id: str) -> Path | None:
+        target = self.root / "runs" / run_id / "outputs"
+        prefix = outputs_prefix(run_id)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.stack.bucket, Prefix=prefix
+        )
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        for key in keys:
+            destination = target / key[len(prefix) :]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(self.stack.bucket, key, str(destination))
+        return target if keys else None
+
+    def live_instances(self) -> list[str]:
+        """Instances of any run that are not terminated (emulated EC2's view)."""
+        reservations = self.ec2.describe_instances(
+            Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        )["Reservations"]
+        return [item["InstanceId"] for res in reservations for item in res["Instances"]]
+
+
+class _Follower:
+    """Turns changes in the run record and the run's log stream into RunEvents."""
+
+    def __init__(self, session: LocalSession, run_id: str, on_event: Callable[[RunEvent], None]):
+        self.session = session
+        self.run_id = run_id
+        self.on_event = on_event
+        self.status: str | None = None
+        self.attempt = 0
+        self.log_token: str | None = None
+
+    def poll(self) -> None:
+        record = self.session.table.get(self.run_id)
+        if record is None:
+            return
+        if record.status.value != self.status:
+            self.status = record.status.value
+            self.on_event(RunEvent("status", self.status, {"record": record}))
+        if record.attempt != self.attempt:
+            self.attempt, self.log_token = record.attempt, None
+        self._read_logs()
+
+    def _read_logs(self) -> None:
+        logs = self.session.logs
+        stream = log_stream_name(self.run_id, self.attempt)
+        kwargs: dict[str, Any] = {
+            "logGroupName": self.session.stack.log_group,
+            "logStreamName": stream,
+            "startFromHead": True,
+        }
+        if self.log_token:
+            kwargs["nextToken"] = self.log_token
+        try:
+            response = logs.get_log_events(**kwargs)
+        except logs.exceptions.ResourceNotFoundException:
+            return  # the agent has not created its stream yet
+        self.log_token = response.get("nextForwardToken", self.log_token)
+        for event in response.get("events", []):
+            message = event["message"].rstrip("\n")
+            if message.startswith(METRIC_PREFIX):
+                try:
+                    metric = json.loads(message[len(METRIC_PREFIX) :])
+                except ValueError:
+                    metric = None
+                if isinstance(metric, dict):
+                    self.on_event(RunEvent("metric", message[len(METRIC_PREFIX) :], metric))
+                    continue
+            self.on_event(RunEvent("log", message))
