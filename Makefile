@@ -1,0 +1,52 @@
+# Every target installs what it needs on first use: a fresh machine needs only `make demo`/`make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test test-fast lint synth bench schema clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==26.3"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[cdk,dev,examples]"
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+## Run examples/train_tiny.py through the real state machine, locally (emulated AWS).
+demo: $(STAMP)
+	$(VENV)/bin/runctl local run examples/train_tiny.py --hp lr=0.05 --hp steps=60 --experiment demo
+
+## Every test: unit, integration (moto), infra (CDK synth, cdk-nag, cfn-lint), e2e in local mode.
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+## Unit and integration tests only (seconds).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit tests/integration
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+synth: $(STAMP) $(NODE_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet
+
+## Measured figures, printed and written to bench/results.json.
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+## Regenerate the published RunSpec JSON Schema.
+schema: $(STAMP)
+	$(VENV)/bin/runctl schema --output schemas/runspec.schema.json
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .runctl-local .pytest_cache .ruff_cache .mypy_cache
