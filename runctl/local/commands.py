@@ -26,7 +26,7 @@ def _print_event(event: RunEvent) -> None:
         values = "  ".join(f"{key}={value}" for key, value in event.data.items())
         console.print(f"  [magenta]metric[/] {values}")
     elif event.kind == "log":
-        console.print(f"  [dim]{event.text}[/]", markup=False, style="dim")
+        console.print(f"  {event.text}", markup=False, style="dim")
 
 
 def _print_outcome(outcome: RunOutcome) -> None:

@@ -1,0 +1,64 @@
+"""Whole runs in local mode: one emulated deployment per test module, real agent processes."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runctl.local.deploy import LocalSettings
+from runctl.local.session import LocalSession, RunEvent, RunOutcome
+from runctl.packaging import package_directory
+
+# Quick polls and a short heartbeat so a lost agent is noticed in seconds, not minutes.
+E2E_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=20)
+
+
+@pytest.fixture(scope="module")
+def local_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
+    with LocalSession(tmp_path_factory.mktemp("runctl-local"), E2E_SETTINGS) as session:
+        yield session
+
+
+class ScriptRunner:
+    """Given a script's source, package it, run it through TrainRun and return the outcome."""
+
+    def __init__(self, session: LocalSession, tmp_path: Path) -> None:
+        self.session = session
+        self.tmp_path = tmp_path
+        self.events: list[RunEvent] = []
+
+    def spec(self, source: str, **fields: Any) -> dict[str, Any]:
+        project = self.tmp_path / "project"
+        project.mkdir(exist_ok=True)
+        (project / "train.py").write_text(textwrap.dedent(source))
+        package = package_directory(project)
+        code_uri, _ = self.session.upload_code(package)
+        return {
+            "code": {"s3_uri": code_uri, "sha256": package.sha256},
+            "entry_point": "train.py",
+            **fields,
+        }
+
+    def run(self, source: str, **fields: Any) -> RunOutcome:
+        return self.run_spec(self.spec(source, **fields))
+
+    def run_spec(self, spec: dict[str, Any]) -> RunOutcome:
+        run_id = self.session.start(spec)
+        return self.session.wait(run_id, on_event=self.events.append, timeout_seconds=240)
+
+    def s3_text(self, key: str) -> str:
+        body = self.session.s3.get_object(Bucket=self.session.stack.bucket, Key=key)["Body"]
+        return body.read().decode()
+
+    def s3_keys(self, prefix: str) -> list[str]:
+        listed = self.session.s3.list_objects_v2(Bucket=self.session.stack.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+@pytest.fixture
+def runner(local_session: LocalSession, tmp_path: Path) -> ScriptRunner:
+    return ScriptRunner(local_session, tmp_path)
