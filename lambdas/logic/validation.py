@@ -14,8 +14,8 @@ from lambdas.models.run_spec import RunSpec, describe_validation_error, split_s3
 from lambdas.models.steps import RunContext, ValidateInput
 
 # Step Functions execution names allow more, but the run id also names S3 keys, log streams and
-# tags, so keep it to a portable alphabet.
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+# tags, so keep it to a portable alphabet (\Z: Python's $ would let a trailing newline through).
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}\Z")
 # Margin for staging and the final uploads on top of the script's own max runtime.
 TRAIN_TIMEOUT_MARGIN_SECONDS = 600
 
