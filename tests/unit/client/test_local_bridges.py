@@ -1,0 +1,104 @@
+"""Local-mode adapters: ASL substitution, the agent zip, Lambda error mapping, instance commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from types import SimpleNamespace
+
+import pytest
+
+from lambdas.functions import TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
+from runctl.local.deploy import STATEMACHINES_DIR, agent_zip, substitute
+from runctl.local.instances import LocalInstance
+from runctl.local.lambda_bridge import patched_invoke
+
+
+def test_every_placeholder_of_train_run_is_substituted():
+    # Given the substitutions local mode builds from the same registry as the stack
+    substitutions = {**TRAIN_RUN_SETTINGS}
+    substitutions |= {
+        step.placeholder: f"arn:aws:lambda:::function:{step.name}" for step in TRAIN_RUN_STEPS
+    }
+
+    # Then the definition has no placeholder left and is valid JSON
+    definition = substitute((STATEMACHINES_DIR / "train_run.asl.json").read_text(), substitutions)
+    assert "${" not in definition
+    assert json.loads(definition)["StartAt"] == "Init"
+
+
+def test_an_unknown_placeholder_is_an_error():
+    with pytest.raises(ValueError, match="Missing"):
+        substitute('{"a": "${Missing}"}', {})
+
+
+def test_agent_zip_holds_the_package_files_at_its_root_without_caches():
+    names = zipfile.ZipFile(io.BytesIO(agent_zip())).namelist()
+    assert "__main__.py" in names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def _function(handler: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        handler=handler,
+        environment_vars={},
+        function_name="fn",
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:fn",
+    )
+
+
+def test_handler_exception_becomes_a_function_error_named_by_its_class():
+    # Given a handler that raises RunSpecInvalid
+    headers: dict[str, str] = {}
+    body = patched_invoke(
+        _function("tests.unit.client.handlers_for_tests.raises_runspec_invalid"), "{}", {}, headers
+    )
+
+    # Then moto sees a function error whose errorType Step Functions' Catch can match
+    assert headers["x-amz-function-error"] == "Unhandled"
+    payload = json.loads(body)
+    assert payload["errorType"] == "RunSpecInvalid"
+    assert payload["errorMessage"] == "entry_point: bad"
+
+
+def test_handler_result_is_returned_as_json():
+    headers: dict[str, str] = {}
+    body = patched_invoke(
+        _function("tests.unit.client.handlers_for_tests.echo"), '{"x": 1}', {}, headers
+    )
+    assert headers == {}
+    assert json.loads(body) == {"echo": {"x": 1}}
+
+
+def test_instance_runs_shell_commands_in_its_home_with_its_imds(tmp_path):
+    instance = LocalInstance(
+        "i-1", "g5.xlarge", "us-east-1a", tmp_path / "i-1", {"PATH": "/usr/bin:/bin"}, 0
+    )
+    try:
+        result = instance.run_shell(
+            ['echo "$RUNCTL_HOME"', 'echo "$AWS_EC2_METADATA_SERVICE_ENDPOINT"', "exit 3"], 30
+        )
+        assert result.status == "Failed"
+        assert result.exit_code == 3
+        home, endpoint = result.stdout.split()
+        assert home == str(tmp_path / "i-1")
+        assert endpoint == instance.imds.endpoint
+    finally:
+        instance.terminate()
+
+
+def test_terminating_an_instance_kills_its_detached_processes(tmp_path):
+    # Given a process started detached (setsid, like the agent) on a local instance
+    instance = LocalInstance(
+        "i-2", "g5.xlarge", "us-east-1a", tmp_path / "i-2", {"PATH": "/usr/bin:/bin"}, 0
+    )
+    instance.run_shell(["setsid nohup sleep 300 >/dev/null 2>&1 </dev/null &"], 30)
+    assert len(instance.processes()) == 1
+
+    # When the instance is terminated
+    instance.terminate()
+
+    # Then nothing of it is left running, and further commands fail
+    assert instance.processes() == []
+    assert instance.run_shell(["true"], 5).status == "Failed"
