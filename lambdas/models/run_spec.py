@@ -42,7 +42,18 @@ def _relative_path(value: str) -> str:
 S3Uri = Annotated[str, AfterValidator(_s3_uri)]
 SafeStr = Annotated[str, AfterValidator(_no_nul), Field(max_length=MAX_ARG_BYTES)]
 RelativePath = Annotated[str, AfterValidator(_relative_path), Field(max_length=1024)]
-HyperparameterValue = bool | int | float | SafeStr
+
+
+def _no_nul_if_text(value: bool | int | float | str) -> bool | int | float | str:
+    return _no_nul(value) if isinstance(value, str) else value
+
+
+# The NUL check runs on the union's result: inside the str member, a NUL was reported once per
+# member, under a path that printed pydantic's validator functions (with a memory address).
+HyperparameterValue = Annotated[
+    bool | int | float | Annotated[str, Field(max_length=MAX_ARG_BYTES)],
+    AfterValidator(_no_nul_if_text),
+]
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
