@@ -1,0 +1,1 @@
+"""The runctl CDK stack: one construct per concern, composed by RunctlStack."""

@@ -1,0 +1,56 @@
+"""RunctlStack: composes storage, compute and orchestration, and names the outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from stacks.compute import Compute
+from stacks.config import RunctlConfig
+from stacks.orchestration import Orchestration
+from stacks.storage import Storage
+
+
+class RunctlStack(Stack):
+    """Everything one AWS account needs to run training scripts on spot instances."""
+
+    def __init__(self, scope: Construct, *, config: RunctlConfig, **kwargs: Any) -> None:
+        super().__init__(scope, config.stack_name, **kwargs)
+        self.config = config
+
+        self.storage = Storage(self, "Storage", stack_name=self.stack_name)
+        self.compute = Compute(
+            self,
+            "Compute",
+            bucket=self.storage.bucket,
+            runs_table=self.storage.runs_table,
+            run_log_group=self.storage.run_log_group,
+            data_buckets=config.data_buckets,
+            vpc_id=config.vpc_id,
+            root_volume_gib=config.root_volume_gib,
+        )
+        self.orchestration = Orchestration(
+            self,
+            "Orchestration",
+            bucket=self.storage.bucket,
+            runs_table=self.storage.runs_table,
+            run_log_group=self.storage.run_log_group,
+            compute=self.compute,
+            default_instance_types=config.default_instance_types,
+            subnet_ids=config.subnet_ids,
+            data_buckets=config.data_buckets,
+            train_run_settings=config.train_run_settings,
+        )
+
+        # Stable ids: the client and tests find resources by these names.
+        outputs = {
+            "StateMachineArn": self.orchestration.state_machine.state_machine_arn,
+            "BucketName": self.storage.bucket.bucket_name,
+            "RunsTableName": self.storage.runs_table.table_name,
+            "LogGroupName": self.storage.run_log_group.log_group_name,
+            "InstanceRoleArn": self.compute.instance_role.role_arn,
+        }
+        for output_id, value in outputs.items():
+            CfnOutput(self, output_id, value=value)
