@@ -111,6 +111,11 @@ def finalize_run(
     now: datetime,
 ) -> FinalizeOutput:
     run = request.run
+    record = table.get(run.run_id)
+    # RecordRun refused a run id another execution owns (RunAlreadyExists): the record, the tagged
+    # instances and result.json under that id are that execution's run, not this one's to end.
+    if record is not None and record.execution_arn != run.execution_arn:
+        return _finalize_foreign(request, fleet, now)
     # Terminate first: whatever else fails below, no instance outlives its run.
     instance_ids = {item.instance_id for item in fleet.attempt_instances(run.run_id, run.attempt)}
     if request.instance is not None:
@@ -118,7 +123,6 @@ def finalize_run(
     fleet.terminate(sorted(instance_ids))
 
     result = request.result or read_agent_result(s3, bucket, run.run_id, run.attempt)
-    record = table.get(run.run_id)
     outcome = decide_outcome(request, result, _attempt_seconds(request, now))
     stamp = now.isoformat()
     duration = (now - datetime.fromisoformat(record.created_at)).total_seconds() if record else None
@@ -157,6 +161,20 @@ def finalize_run(
         error=outcome.error,
         cause=outcome.cause,
         outputs_uri=result.outputs_uri if result else None,
+    )
+
+
+def _finalize_foreign(request: FinalizeInput, fleet: Ec2Fleet, now: datetime) -> FinalizeOutput:
+    """End this execution only: its own instance, if it has one; no record, tag or S3 lookups."""
+    if request.instance is not None:
+        fleet.terminate([request.instance.instance_id])
+    outcome = decide_outcome(request, None, _attempt_seconds(request, now))
+    return FinalizeOutput(
+        run_id=request.run.run_id,
+        status=outcome.status.value,
+        end_reason=outcome.end_reason.value,
+        error=outcome.error,
+        cause=outcome.cause,
     )
 
 
