@@ -1,0 +1,310 @@
+"""What each TrainRun step may do: one small statement per need, each wildcard with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from aws_cdk import Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+
+from lambdas.constants import CODE_PREFIX, RUNS_PREFIX, TAG_MANAGED
+from stacks.compute import Compute
+from stacks.nag_acknowledgements import NO_RESOURCE_SCOPE, acknowledge_resource_wildcard
+
+
+class StepPermissions:
+    """Grants each step function (by its TRAIN_RUN_STEPS name) the calls its handler makes."""
+
+    def __init__(
+        self,
+        *,
+        bucket: s3.IBucket,
+        runs_table: dynamodb.ITable,
+        compute: Compute,
+        subnet_ids: tuple[str, ...],
+        data_buckets: tuple[str, ...],
+    ) -> None:
+        self._stack = Stack.of(compute)
+        self._bucket = bucket
+        self._table = runs_table
+        self._compute = compute
+        self._subnet_ids = subnet_ids
+        self._data_bucket_arns = [
+            f"arn:{self._stack.partition}:s3:::{name}" for name in data_buckets
+        ]
+        self._by_step: dict[str, Callable[[lambda_.Function], None]] = {
+            "ValidateRun": self._grant_validate_run,
+            "RecordRun": self._grant_record_run,
+            "LaunchInstance": self._grant_launch_instance,
+            "CheckInstance": self._grant_check_instance,
+            "BootstrapInstance": self._grant_send_command,
+            "CheckBootstrap": self._grant_check_bootstrap,
+            "StartAgent": self._grant_start_agent,
+            "FinalizeRun": self._grant_finalize_run,
+        }
+
+    def grant(self, step_name: str, function: lambda_.Function) -> None:
+        if step_name not in self._by_step:
+            raise ValueError(f"step {step_name} has no permissions defined in {__name__}")
+        self._by_step[step_name](function)
+
+    def _ec2_arn(self, resource: str, name: str = "*", *, account: bool = True) -> str:
+        return self._stack.format_arn(
+            service="ec2", resource=resource, resource_name=name, account=None if account else ""
+        )
+
+    def _allow(
+        self,
+        function: lambda_.Function,
+        sid: str,
+        actions: list[str],
+        resources: list[str],
+        conditions: Mapping[str, Mapping[str, object]] | None = None,
+        *,
+        wildcard_reason: str | Mapping[str, str] | None = None,
+    ) -> None:
+        """One statement on the function's role; each wildcard resource needs a reason."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=sid, actions=actions, resources=resources, conditions=conditions
+            )
+        )
+        assert function.role is not None
+        for resource in resources:
+            if "*" not in resource:
+                continue
+            reason = (
+                wildcard_reason.get(resource)
+                if isinstance(wildcard_reason, Mapping)
+                else wildcard_reason
+            )
+            if reason is None:
+                raise ValueError(f"{function.node.id}/{sid}: {resource} needs a reason")
+            acknowledge_resource_wildcard(function.role, resource, reason)
+
+    def _read_write_runs_table(self, function: lambda_.Function) -> None:
+        self._table.grant_read_write_data(function)
+        assert function.role is not None
+        acknowledge_resource_wildcard(
+            function.role,
+            f"{self._table.table_arn}/index/*",
+            "grant_read_write_data also covers the runs table's own indexes (experiment-index)",
+        )
+
+    def _update_run_record(self, function: lambda_.Function) -> None:
+        # Not table.grant(): that adds the index ARNs, which GetItem/UpdateItem never touch.
+        self._allow(
+            function,
+            "UpdateRunRecord",
+            ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            [self._table.table_arn],
+        )
+
+    def _grant_validate_run(self, function: lambda_.Function) -> None:
+        # HeadObject needs GetObject; ListBucket turns a missing key into 404 instead of 403.
+        self._allow(
+            function,
+            "HeadCode",
+            ["s3:GetObject"],
+            [self._bucket.arn_for_objects(f"{CODE_PREFIX}*")],
+            wildcard_reason="code/ holds every code archive, named by content hash at submit time",
+        )
+        self._allow(
+            function,
+            "ListRunAndDataBuckets",
+            ["s3:ListBucket"],
+            [self._bucket.bucket_arn, *self._data_bucket_arns],
+        )
+
+    def _grant_record_run(self, function: lambda_.Function) -> None:
+        self._read_write_runs_table(function)
+
+    def _grant_launch_instance(self, function: lambda_.Function) -> None:
+        compute = self._compute
+        subnets = (
+            [self._ec2_arn("subnet", subnet) for subnet in self._subnet_ids]
+            if self._subnet_ids
+            else [self._ec2_arn("subnet")]
+        )
+        instances = self._ec2_arn("instance")
+        attached = [
+            self._ec2_arn("volume"),
+            self._ec2_arn("network-interface"),
+            self._ec2_arn("spot-instances-request"),  # a spot launch makes a one-time request
+        ]
+        created = [instances, *attached]
+        created_reason = (
+            "the instance, volume, network interface and spot request a launch creates have no "
+            "id before RunInstances; CreateTags only with ec2:CreateAction=RunInstances"
+        )
+        image = self._ec2_arn("image", account=False)
+        reasons = {
+            **dict.fromkeys(created, created_reason),
+            image: "the RunSpec picks the AMI (a public image alias resolved at run time, or an "
+            "AMI id); image ARNs carry no account",
+            self._ec2_arn("subnet"): "without runctl:subnetIds, LaunchInstance uses the default "
+            "VPC's default subnets, which it discovers at run time",
+        }
+        self._allow(
+            function,
+            "RunFromLaunchTemplate",
+            ["ec2:RunInstances"],
+            [
+                self._ec2_arn("launch-template", compute.launch_template.ref),
+                self._ec2_arn("security-group", compute.security_group.attr_group_id),
+                *subnets,
+                image,
+                *attached,
+            ],
+            wildcard_reason=reasons,
+        )
+        # IMDSv2 enforced by IAM too: a launch request without HttpTokens=required is denied.
+        self._allow(
+            function,
+            "RunOnlyImdsv2Instances",
+            ["ec2:RunInstances"],
+            [instances],
+            {"StringEquals": {"ec2:MetadataHttpTokens": "required"}},
+            wildcard_reason=created_reason,
+        )
+        self._allow(
+            function,
+            "TagOnLaunchOnly",
+            ["ec2:CreateTags"],
+            created,
+            {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+            wildcard_reason=created_reason,
+        )
+        self._allow(
+            function,
+            "Describe",
+            [
+                "ec2:DescribeInstances",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeLaunchTemplateVersions",
+            ],
+            ["*"],
+            wildcard_reason="ec2:Describe* actions " + NO_RESOURCE_SCOPE,
+        )
+        self._allow(
+            function,
+            "PassInstanceRole",
+            ["iam:PassRole"],
+            [compute.instance_role.role_arn],
+            {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        )
+        # The first spot launch in an account creates EC2's spot service-linked role.
+        self._allow(
+            function,
+            "CreateSpotServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            [
+                self._stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name="aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot",
+                )
+            ],
+            {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}},
+        )
+        self._allow(
+            function,
+            "ReadPublicAmiParameters",
+            ["ssm:GetParameter", "ssm:GetParameters"],
+            [
+                self._stack.format_arn(
+                    service="ssm", account="", resource="parameter", resource_name="aws/service/*"
+                )
+            ],
+            wildcard_reason="the public /aws/service/ parameters name the newest AMI per image "
+            "alias and architecture; read-only and not ours",
+        )
+        self._update_run_record(function)
+
+    def _grant_check_instance(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "Describe",
+            ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation"],
+            ["*"],
+            wildcard_reason="ec2:DescribeInstances and ssm:DescribeInstanceInformation "
+            + NO_RESOURCE_SCOPE,
+        )
+
+    def _grant_send_command(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "RunShellScript",
+            ["ssm:SendCommand"],
+            [
+                self._stack.format_arn(
+                    service="ssm",
+                    account="",
+                    resource="document",
+                    resource_name="AWS-RunShellScript",
+                )
+            ],
+        )
+        self._allow(
+            function,
+            "OnRunctlInstancesOnly",
+            ["ssm:SendCommand"],
+            [self._ec2_arn("instance")],
+            {"StringEquals": {f"ssm:resourceTag/{TAG_MANAGED}": "true"}},
+            wildcard_reason="instances are launched per run (ids unknown at deploy); only those "
+            f"tagged {TAG_MANAGED}=true (ssm:resourceTag condition)",
+        )
+
+    def _grant_check_bootstrap(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "ReadCommandResult",
+            ["ssm:GetCommandInvocation"],
+            ["*"],
+            wildcard_reason="ssm:GetCommandInvocation " + NO_RESOURCE_SCOPE,
+        )
+
+    def _grant_start_agent(self, function: lambda_.Function) -> None:
+        self._grant_send_command(function)
+        self._allow(
+            function,
+            "WriteAgentConfig",
+            ["s3:PutObject"],
+            [self._bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
+            wildcard_reason="writes runs/<run_id>/attempts/<n>/agent-config.json, a key made per "
+            "run and attempt",
+        )
+        self._update_run_record(function)
+
+    def _grant_finalize_run(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "TerminateRunctlInstances",
+            ["ec2:TerminateInstances"],
+            [self._ec2_arn("instance")],
+            {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED}": "true"}},
+            wildcard_reason="terminates the attempt's instance (id known only at run time), and "
+            f"only instances tagged {TAG_MANAGED}=true (aws:ResourceTag condition)",
+        )
+        self._allow(
+            function,
+            "Describe",
+            ["ec2:DescribeInstances"],
+            ["*"],
+            wildcard_reason="ec2:DescribeInstances " + NO_RESOURCE_SCOPE,
+        )
+        self._allow(
+            function,
+            "ReadAttemptResult",
+            ["s3:GetObject"],
+            [self._bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
+            wildcard_reason="reads runs/<run_id>/attempts/<n>/result.json, a key made per run "
+            "and attempt",
+        )
+        self._read_write_runs_table(function)
