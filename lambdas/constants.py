@@ -9,6 +9,7 @@ TAG_ATTEMPT: Final = "runctl:attempt"
 
 # S3 layout inside the runctl bucket.
 CODE_PREFIX: Final = "code/"
+DATA_PREFIX: Final = "data/"  # datasets users upload to the runctl bucket
 AGENT_PREFIX: Final = "agent/"
 RUNS_PREFIX: Final = "runs/"
 

@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from lambdas.constants import AGENT_PREFIX, CODE_PREFIX, RUNS_PREFIX, TAG_MANAGED
+from lambdas.constants import AGENT_PREFIX, CODE_PREFIX, DATA_PREFIX, RUNS_PREFIX, TAG_MANAGED
 from stacks.nag_acknowledgements import (
     NO_RESOURCE_SCOPE,
     acknowledge_managed_policy,
@@ -143,6 +143,8 @@ class Compute(Construct):
             "content-addressed by the client, so their keys are not known at deploy time",
             bucket.arn_for_objects(f"{AGENT_PREFIX}*"): "agent/ is where local mode (and "
             "anyone replacing the CDK asset) puts the agent zip; read-only",
+            bucket.arn_for_objects(f"{DATA_PREFIX}*"): "data/ holds the datasets users upload "
+            "to the runctl bucket, under names chosen at upload time; read-only",
             **{
                 f"{arn}/*": "a data bucket the operator listed in runctl:dataBuckets; read-only"
                 for arn in data_bucket_arns
