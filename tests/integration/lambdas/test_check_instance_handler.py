@@ -1,0 +1,67 @@
+"""CheckInstance handler: one poll for "running and online in SSM", bounded by a deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lambdas.errors import InstanceLost, InstanceStartTimeout
+from lambdas.handlers import check_instance
+
+
+@pytest.fixture
+def poll(invoke, launched, recorded_run, fake_ssm, ec2_spy):
+    """One CheckInstance call for the launched instance, with its deadline moved if asked."""
+
+    def call(deadline_in: float = 300.0):
+        instance = {**launched, "ready_deadline": time.time() + deadline_in}
+        return invoke(check_instance, {"run": recorded_run, "instance": instance})
+
+    return call
+
+
+def test_given_pending_instance_when_polled_then_not_ready(poll, ec2_spy, fake_ssm, launched):
+    ec2_spy.reported_state = "pending"
+    fake_ssm.online.add(launched["instance_id"])  # pending beats a stale Online
+
+    assert poll() == {"ready": False, "detail": "state pending, SSM not registered yet"}
+
+
+def test_given_running_instance_not_in_ssm_when_polled_then_not_ready(poll):
+    assert poll() == {"ready": False, "detail": "state running, SSM not registered yet"}
+
+
+def test_given_running_instance_online_in_ssm_when_polled_then_ready(poll, fake_ssm, launched):
+    fake_ssm.online.add(launched["instance_id"])
+
+    assert poll() == {"ready": True, "detail": "running and online in SSM"}
+
+
+def test_given_other_instance_online_when_polled_then_still_not_ready(poll, fake_ssm):
+    fake_ssm.online.add("i-0someoneelse000000")
+
+    assert poll()["ready"] is False
+
+
+def test_given_deadline_passed_and_not_online_when_polled_then_instance_start_timeout(
+    poll, launched
+):
+    with pytest.raises(InstanceStartTimeout, match=launched["instance_id"]) as caught:
+        poll(deadline_in=-1)
+
+    assert "state running, SSM not registered yet" in str(caught.value)
+
+
+def test_given_deadline_passed_but_online_when_polled_then_ready(poll, fake_ssm, launched):
+    fake_ssm.online.add(launched["instance_id"])
+
+    assert poll(deadline_in=-1)["ready"] is True
+
+
+@pytest.mark.parametrize("action", ["terminate_instances", "stop_instances"])
+def test_given_instance_gone_when_polled_then_instance_lost(poll, launched, aws, action):
+    getattr(aws.ec2, action)(InstanceIds=[launched["instance_id"]])
+
+    with pytest.raises(InstanceLost, match=r"is (terminated|stopped) before the run started"):
+        poll()
