@@ -1,0 +1,14 @@
+"""Timestamps in the format the rest of runctl writes (ISO-8601, UTC)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def epoch_ms() -> int:
+    return int(time.time() * 1000)

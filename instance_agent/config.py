@@ -1,0 +1,127 @@
+"""The agent config (docs/architecture.md, "Agent config"): read from S3, checked, typed."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import ConfigError
+from .layout import split_s3_uri
+
+# The agent builds local paths from these: re-checked here although ValidateRun checked the spec.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_DATA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class DataItem:
+    s3_uri: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The part of the RunSpec the agent acts on."""
+
+    code_uri: str
+    entry_point: str
+    code_sha256: str | None = None
+    args: list[str] = field(default_factory=list)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    hyperparameters_as_args: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+    interpreter: str = "python3"
+    data: list[DataItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    run_id: str
+    attempt: int
+    region: str
+    bucket: str
+    table_name: str
+    log_group: str
+    task_token: str
+    heartbeat_seconds: int
+    spec: Spec
+
+
+def read_config_json(s3: Any, uri: str) -> dict[str, Any]:
+    """Fetch and decode the config object; ConfigError when it cannot be read."""
+    try:
+        bucket, key = split_s3_uri(uri)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        raw = json.loads(body)
+    except (ValueError, ClientError, BotoCoreError) as error:
+        raise ConfigError(f"cannot read agent config {uri}: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"agent config {uri} is not a JSON object")
+    return raw
+
+
+def parse_config(raw: dict[str, Any]) -> AgentConfig:
+    """Check the fields the agent needs; ConfigError names the first bad one."""
+    spec = _require(raw, "spec", dict)
+    code = _require(spec, "code", dict, "spec.")
+    run_id = _require(raw, "run_id", str)
+    if not _RUN_ID.match(run_id):
+        raise ConfigError(f"run_id {run_id!r} has characters the agent cannot use in a path")
+    attempt = _require(raw, "attempt", int)
+    if attempt < 1:
+        raise ConfigError("attempt must be at least 1")
+    return AgentConfig(
+        run_id=run_id,
+        attempt=attempt,
+        region=_require(raw, "region", str),
+        bucket=_require(raw, "bucket", str),
+        table_name=_require(raw, "table_name", str),
+        log_group=_require(raw, "log_group", str),
+        task_token=_require(raw, "task_token", str),
+        heartbeat_seconds=_require(raw, "heartbeat_seconds", int),
+        spec=_parse_spec(spec, code),
+    )
+
+
+def _parse_spec(spec: dict[str, Any], code: dict[str, Any]) -> Spec:
+    entry_point = _require(spec, "entry_point", str, "spec.")
+    path = PurePosixPath(entry_point)
+    if path.is_absolute() or ".." in path.parts:
+        raise ConfigError("spec.entry_point must be a relative path inside the code archive")
+    data = []
+    for index, item in enumerate(spec.get("data") or []):
+        where = f"spec.data.{index}."
+        name = _require(item, "name", str, where)
+        if not _DATA_NAME.match(name):
+            raise ConfigError(f"{where}name {name!r} is not a plain directory name")
+        data.append(DataItem(s3_uri=_require(item, "s3_uri", str, where), name=name))
+    args = spec.get("args") or []
+    if not all(isinstance(arg, str) for arg in args):
+        raise ConfigError("spec.args must be strings")
+    environment = spec.get("environment") or {}
+    if not all(isinstance(value, str) for value in environment.values()):
+        raise ConfigError("spec.environment values must be strings")
+    return Spec(
+        code_uri=_require(code, "s3_uri", str, "spec.code."),
+        code_sha256=code.get("sha256"),
+        entry_point=entry_point,
+        args=list(args),
+        hyperparameters=dict(spec.get("hyperparameters") or {}),
+        hyperparameters_as_args=bool(spec.get("hyperparameters_as_args", False)),
+        environment=dict(environment),
+        interpreter=str(spec.get("interpreter") or "python3"),
+        data=data,
+    )
+
+
+def _require(source: Any, name: str, kind: type, where: str = "") -> Any:
+    value = source.get(name) if isinstance(source, dict) else None
+    # bool is an int in Python; a flag where a number belongs is still a mistake.
+    if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"agent config field {where}{name} is missing or not a {kind.__name__}")
+    return value

@@ -1,0 +1,40 @@
+"""A daemon thread that calls one action every few seconds until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class PeriodicThread(threading.Thread):
+    """Calls `action` every `interval` seconds; an exception is logged, the next tick still runs."""
+
+    def __init__(
+        self, name: str, interval: float, action: Callable[[], object], run_first: bool = False
+    ) -> None:
+        super().__init__(name=f"runctl-{name}", daemon=True)
+        self.interval = interval
+        self.action = action
+        self.run_first = run_first
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        if self.run_first:
+            self._tick()
+        while not self._stopping.wait(self.interval):
+            self._tick()
+
+    def _tick(self) -> None:
+        try:
+            self.action()
+        except Exception:
+            logger.exception("%s failed; trying again in %.1f s", self.name, self.interval)
+
+    def stop(self) -> None:
+        """Stop ticking and wait for a tick in progress to finish."""
+        self._stopping.set()
+        if self.is_alive():
+            self.join()

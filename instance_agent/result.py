@@ -1,0 +1,49 @@
+"""The attempt's result: result.json in S3 and the task token's output (AgentResult in
+lambdas/models/steps.py; the error names mirror lambdas/constants.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .layout import attempt_result_key
+from .s3io import put_json
+
+SUCCEEDED = "succeeded"
+SCRIPT_FAILED = "script-failed"
+AGENT_FAILED = "agent-failed"
+
+ERROR_SCRIPT_FAILED = "Runctl.ScriptFailed"
+ERROR_AGENT_FAILED = "Runctl.AgentFailed"
+
+
+@dataclass
+class AgentResult:
+    outcome: str
+    exit_code: int | None = None
+    stderr_tail: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    outputs_uri: str | None = None
+    metrics_uri: str | None = None
+    logs_uri: str | None = None
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @property
+    def error_name(self) -> str | None:
+        """The task failure's error name; None for a success."""
+        if self.outcome == SUCCEEDED:
+            return None
+        return ERROR_SCRIPT_FAILED if self.outcome == SCRIPT_FAILED else ERROR_AGENT_FAILED
+
+
+def write_result(s3: Any, bucket: str, run_id: str, attempt: int, result: AgentResult) -> None:
+    put_json(s3, bucket, attempt_result_key(run_id, attempt), result.to_dict())

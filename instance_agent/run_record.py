@@ -1,0 +1,92 @@
+"""The agent's writes to its run's item in the runs table: status, latest_metrics, updated_at.
+
+Each is conditional on the item still being this attempt's and live, so a late agent can never
+overwrite a run that was finalized or moved on to another attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any, Callable
+
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .clock import utc_now_iso
+
+logger = logging.getLogger(__name__)
+
+STAGING = "STAGING"
+RUNNING = "RUNNING"
+# Statuses the agent may write over (lambdas/models/run_record.py, RunStatus).
+WRITABLE_STATUSES = ("LAUNCHING", STAGING, RUNNING)
+
+_serializer = TypeSerializer()
+
+
+class RunRecord:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        run_id: str,
+        attempt: int,
+        clock: Callable[[], str] = utc_now_iso,
+    ) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.run_id = run_id
+        self.attempt = attempt
+        self.clock = clock
+
+    def set_status(self, status: str) -> bool:
+        return self._update("status", {"S": status})
+
+    def set_latest_metrics(self, metrics: dict[str, Any]) -> bool:
+        return self._update("latest_metrics", {"M": numbers_to_attributes(metrics)})
+
+    def _update(self, name: str, value: dict[str, Any]) -> bool:
+        """True when written; a failed condition or an AWS error is logged, never raised: the run's
+        outcome travels by result.json and the task token, not by these writes."""
+        statuses = {f":s{index}": {"S": status} for index, status in enumerate(WRITABLE_STATUSES)}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"run_id": {"S": self.run_id}},
+                UpdateExpression="SET #field = :value, #updated = :now",
+                ConditionExpression=f"#attempt = :attempt AND #status IN ({', '.join(statuses)})",
+                ExpressionAttributeNames={
+                    "#field": name,
+                    "#updated": "updated_at",
+                    "#attempt": "attempt",
+                    "#status": "status",
+                },
+                ExpressionAttributeValues={
+                    ":value": value,
+                    ":now": {"S": self.clock()},
+                    ":attempt": {"N": str(self.attempt)},
+                    **statuses,
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                logger.info("run item not updated (%s): it is final or another attempt's", name)
+            else:
+                logger.warning("cannot update run item (%s): %s", name, error)
+            return False
+        except BotoCoreError as error:
+            logger.warning("cannot update run item (%s): %s", name, error)
+            return False
+        return True
+
+
+def numbers_to_attributes(values: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB number attributes; values DynamoDB cannot hold (e.g. 1e300) are left out."""
+    attributes = {}
+    for key, value in values.items():
+        try:
+            attributes[key] = _serializer.serialize(Decimal(repr(value)))
+        except (ArithmeticError, TypeError, ValueError):
+            logger.debug("metric %s=%r does not fit a DynamoDB number", key, value)
+    return attributes

@@ -1,0 +1,262 @@
+"""Fixtures for whole agent runs in-process: moto for S3, DynamoDB and Logs, a fake Step Functions.
+
+moto would reject a task token it never issued, so Step Functions is a recorder instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from instance_agent.attempt import Intervals
+from instance_agent.main import run_agent
+from instance_agent.result import AgentResult
+
+REGION = "us-east-1"
+BUCKET = "runctl-bucket"
+DATA_BUCKET = "runctl-data"
+TABLE = "runctl-runs"
+LOG_GROUP = "/runctl/runs"
+RUN_ID = "run-20261123-abc"
+FAST = Intervals(
+    log_flush=0.05,
+    checkpoint_sync=0.05,
+    upload_copies=0.1,
+    metrics_update=0.05,
+    heartbeat=0.05,
+    pipe_grace=5.0,
+)
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and one region; IMDS points at a closed local port (refused at once)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/")
+
+
+@pytest.fixture
+def moto_backend(aws_credentials: None) -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+class FakeStepFunctions:
+    """Records the task-token calls the agent makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def send_task_heartbeat(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("heartbeat", kwargs))
+        return {}
+
+    def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("success", kwargs))
+        return {}
+
+    def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("failure", kwargs))
+        return {}
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for call, kwargs in self.calls if call == name]
+
+
+def _touch_matching(signals: dict[str, Path], name: str) -> None:
+    for fragment, path in signals.items():
+        if fragment in name:
+            path.touch()
+
+
+class SignallingS3:
+    """The moto client; after a write whose key contains a watched fragment, a file is touched,
+    so a running script can wait for the agent's background work. Uploads of keys containing a
+    `failing` fragment raise."""
+
+    def __init__(self, client: Any, signals: dict[str, Path], failing: set[str]) -> None:
+        self.client = client
+        self.signals = signals
+        self.failing = failing
+
+    def upload_file(self, filename: str, bucket: str, key: str, **kwargs: Any) -> None:
+        if any(fragment in key for fragment in self.failing):
+            raise OSError(f"injected failure uploading {key}")
+        self.client.upload_file(filename, bucket, key, **kwargs)
+        _touch_matching(self.signals, key)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        response = self.client.put_object(**kwargs)
+        _touch_matching(self.signals, kwargs["Key"])
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+class RecordingDynamoDB:
+    """The moto client, with the statuses the agent wrote remembered in order (and signals)."""
+
+    def __init__(self, client: Any, signals: dict[str, Path]) -> None:
+        self.client = client
+        self.signals = signals
+        self.statuses: list[str] = []
+
+    def update_item(self, **kwargs: Any) -> Any:
+        field_name = kwargs.get("ExpressionAttributeNames", {}).get("#field")
+        if field_name == "status":
+            self.statuses.append(kwargs["ExpressionAttributeValues"][":value"]["S"])
+        response = self.client.update_item(**kwargs)
+        _touch_matching(self.signals, f"dynamodb:{field_name}")
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+@dataclass
+class AgentHarness:
+    """One run's AWS resources, its code archive and config, and a way to run the agent."""
+
+    home: Path
+    s3: Any
+    dynamodb: Any
+    logs: Any
+    sfn: FakeStepFunctions = field(default_factory=FakeStepFunctions)
+    bucket: str = BUCKET
+    data_bucket: str = DATA_BUCKET
+    run_id: str = RUN_ID
+    ddb_recorder: RecordingDynamoDB | None = None
+    signals: dict[str, Path] = field(default_factory=dict)
+    failing_uploads: set[str] = field(default_factory=set)
+
+    def put_run_item(self, status: str = "LAUNCHING", attempt: int = 1) -> None:
+        self.dynamodb.put_item(
+            TableName=TABLE,
+            Item={
+                "run_id": {"S": RUN_ID},
+                "status": {"S": status},
+                "attempt": {"N": str(attempt)},
+                "updated_at": {"S": "2026-11-23T09:00:00+00:00"},
+            },
+        )
+
+    def run_item(self) -> dict[str, Any]:
+        return self.dynamodb.get_item(TableName=TABLE, Key={"run_id": {"S": RUN_ID}})["Item"]
+
+    def upload_code(self, files: dict[str, str]) -> tuple[str, str]:
+        """Tar the files into the bucket; return (s3 uri, sha256)."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        body = buffer.getvalue()
+        digest = hashlib.sha256(body).hexdigest()
+        key = f"code/{digest}.tar.gz"
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        return f"s3://{BUCKET}/{key}", digest
+
+    def spec(self, script: str, **fields: Any) -> dict[str, Any]:
+        uri, digest = self.upload_code({"train.py": script})
+        spec: dict[str, Any] = {
+            "code": {"s3_uri": uri, "sha256": digest},
+            "entry_point": "train.py",
+            "interpreter": sys.executable,
+            "args": [],
+            "hyperparameters": {},
+            "hyperparameters_as_args": False,
+            "environment": {},
+            "data": [],
+        }
+        spec.update(fields)
+        return spec
+
+    def write_config(self, spec: dict[str, Any], attempt: int = 1, **overrides: Any) -> str:
+        key = f"runs/{RUN_ID}/attempts/{attempt}/agent-config.json"
+        config = {
+            "run_id": RUN_ID,
+            "attempt": attempt,
+            "region": REGION,
+            "bucket": BUCKET,
+            "table_name": TABLE,
+            "log_group": LOG_GROUP,
+            "task_token": "task-token-1",
+            "heartbeat_seconds": 300,
+            "instance_id": "i-0123456789abcdef0",
+            "spec": spec,
+            **overrides,
+        }
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(config).encode())
+        return f"s3://{BUCKET}/{key}"
+
+    def run(self, config_uri: str, intervals: Intervals = FAST) -> AgentResult:
+        def make_client(service: str, region: str | None) -> Any:
+            if service == "stepfunctions":
+                return self.sfn
+            client = boto3.client(service, region_name=region or REGION)
+            if service == "dynamodb":
+                self.ddb_recorder = RecordingDynamoDB(client, self.signals)
+                return self.ddb_recorder
+            if service == "s3":
+                return SignallingS3(client, self.signals, self.failing_uploads)
+            return client
+
+        return run_agent(config_uri, make_client=make_client, home=self.home, intervals=intervals)
+
+    @property
+    def statuses(self) -> list[str]:
+        return self.ddb_recorder.statuses if self.ddb_recorder else []
+
+    def get_text(self, key: str, bucket: str = BUCKET) -> str:
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_text(key))
+
+    def keys(self, prefix: str) -> list[str]:
+        response = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+        return sorted(entry["Key"] for entry in response.get("Contents", []))
+
+    def log_messages(self) -> list[str]:
+        events = self.logs.get_log_events(
+            logGroupName=LOG_GROUP, logStreamName=f"{RUN_ID}/1", startFromHead=True
+        )["events"]
+        return [event["message"] for event in events]
+
+
+@pytest.fixture
+def harness(moto_backend: None, tmp_path: Path) -> AgentHarness:
+    s3 = boto3.client("s3", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    logs = boto3.client("logs", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket=DATA_BUCKET)
+    dynamodb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    logs.create_log_group(logGroupName=LOG_GROUP)
+    agent = AgentHarness(home=tmp_path / "runctl-home", s3=s3, dynamodb=dynamodb, logs=logs)
+    agent.put_run_item()
+    return agent

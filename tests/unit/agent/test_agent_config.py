@@ -1,0 +1,89 @@
+"""The agent config: the fields it needs, checked before anything is done with them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from instance_agent.config import parse_config
+from instance_agent.errors import ConfigError
+
+VALID: dict[str, Any] = {
+    "run_id": "run-20261123-abc",
+    "attempt": 1,
+    "region": "us-east-1",
+    "bucket": "runctl-bucket",
+    "table_name": "runctl-runs",
+    "log_group": "/runctl/runs",
+    "task_token": "token",
+    "heartbeat_seconds": 300,
+    "instance_id": "i-1",  # extra fields are ignored
+    "spec": {
+        "code": {"s3_uri": "s3://runctl-bucket/code/abc.tar.gz", "sha256": None},
+        "entry_point": "train.py",
+        "args": ["--x", "1"],
+        "hyperparameters": {"lr": 0.1},
+        "hyperparameters_as_args": True,
+        "environment": {"MODE": "fast"},
+        "interpreter": "python3",
+        "data": [{"s3_uri": "s3://data/set/", "name": "train"}],
+    },
+}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    target = raw
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return raw
+
+
+def test_a_valid_config_is_parsed():
+    config = parse_config(copy.deepcopy(VALID))
+
+    assert config.run_id == "run-20261123-abc" and config.attempt == 1
+    assert config.spec.code_uri == "s3://runctl-bucket/code/abc.tar.gz"
+    assert config.spec.code_sha256 is None
+    assert config.spec.args == ["--x", "1"]
+    assert config.spec.hyperparameters_as_args is True
+    assert config.spec.data[0].name == "train"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("task_token", ..., "task_token"),
+        ("attempt", "1", "attempt"),
+        ("attempt", True, "attempt"),
+        ("attempt", 0, "attempt"),
+        ("spec.code", ..., "spec.code"),
+        ("spec.entry_point", ..., "spec.entry_point"),
+        ("spec.entry_point", "../train.py", "relative path"),
+        ("spec.entry_point", "/abs/train.py", "relative path"),
+        ("run_id", "../other", "run_id"),
+        ("run_id", "a/b", "run_id"),
+        ("spec.data.0.name", "../up", "spec.data.0.name"),
+        ("spec.args", ["ok", 3], "spec.args"),
+    ],
+)
+def test_a_missing_or_bad_field_is_named_in_the_error(path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_with(path, value))
+
+
+def test_defaults_fill_in_optional_spec_fields():
+    raw = copy.deepcopy(VALID)
+    raw["spec"] = {"code": {"s3_uri": "s3://b/code/x.tar.gz"}, "entry_point": "t.py"}
+
+    spec = parse_config(raw).spec
+
+    assert (spec.interpreter, spec.args, spec.data, spec.environment) == ("python3", [], [], {})
+    assert spec.hyperparameters_as_args is False
