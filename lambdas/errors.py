@@ -27,5 +27,9 @@ class InstanceLost(RunctlError):
     """The instance stopped or terminated before the run could start on it."""
 
 
+class RunNotLive(RunctlError):
+    """The run ended (for example it was cancelled) while this step was working on it."""
+
+
 class BootstrapFailed(RunctlError):
     """Installing the agent over SSM failed or did not finish in time."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
 
@@ -31,6 +34,7 @@ class LaunchedInstance:
     availability_zone: str
     market: str
     state: str
+    launch_time: datetime
 
 
 def _launched(instance: dict[str, Any]) -> LaunchedInstance:
@@ -40,6 +44,7 @@ def _launched(instance: dict[str, Any]) -> LaunchedInstance:
         availability_zone=instance["Placement"]["AvailabilityZone"],
         market="spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand",
         state=instance["State"]["Name"],
+        launch_time=instance["LaunchTime"],
     )
 
 
@@ -97,7 +102,13 @@ class Ec2Fleet:
         return _launched(response["Instances"][0])
 
     def describe(self, instance_id: str) -> dict[str, Any] | None:
-        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        """The instance, or None while EC2 (eventually consistent) does not know it yet."""
+        try:
+            reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "InvalidInstanceID.NotFound":
+                return None
+            raise
         instances = [item for res in reservations for item in res["Instances"]]
         return instances[0] if instances else None
 

@@ -9,6 +9,7 @@ from typing import Any
 from lambdas.constants import agent_config_key
 from lambdas.dal.runs_table import RunsTable
 from lambdas.env import LambdaEnv
+from lambdas.errors import RunNotLive
 from lambdas.integrations.ssm_commands import SsmCommands
 from lambdas.logic.agent_commands import install_agent_script, start_agent_script
 from lambdas.models.steps import BootstrapInfo, StartAgentInput, StepInput
@@ -62,7 +63,8 @@ def start_agent(
         ServerSideEncryption="AES256",
     )
     # The stored token lets event rules fail the task at once when the instance dies.
-    table.update_live(run.run_id, run.attempt, now, {"task_token": request.task_token})
+    if not table.update_live(run.run_id, run.attempt, now, {"task_token": request.task_token}):
+        raise RunNotLive(f"run {run.run_id} is no longer live; not starting its agent")
     return commands.run_shell(
         request.instance.instance_id,
         start_agent_script(env.BUCKET_NAME, run.run_id, run.attempt, region),

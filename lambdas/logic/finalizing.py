@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from lambdas.constants import ERROR_AGENT_FAILED, ERROR_SCRIPT_FAILED, attempt_result_key
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.ec2_fleet import Ec2Fleet
 from lambdas.models.run_record import EndReason, RunStatus
 from lambdas.models.steps import AgentResult, FinalizeInput, FinalizeOutput
+from lambdas.observability import logger
 
 # A step error name -> why the run stopped. Names are the Lambdas' exception classes, the agent's
 # Runctl.* errors and Step Functions' own States.* errors.
@@ -99,7 +101,12 @@ def read_agent_result(s3: Any, bucket: str, run_id: str, attempt: int) -> AgentR
         if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
             return None
         raise
-    return AgentResult.model_validate_json(body)
+    try:
+        return AgentResult.model_validate_json(body)
+    except ValidationError:
+        # A torn or foreign result must not stop the run from being finalized.
+        logger.warning("unreadable agent result", extra={"run_id": run_id, "attempt": attempt})
+        return None
 
 
 def finalize_run(

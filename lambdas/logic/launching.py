@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambdas.dal.runs_table import RunsTable
 from lambdas.env import LambdaEnv
-from lambdas.errors import CapacityUnavailable
+from lambdas.errors import CapacityUnavailable, RunNotLive
 from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
 from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
 from lambdas.models.run_record import Attempt
@@ -85,7 +84,7 @@ def launch_attempt(
         logger.info("attempt already launched", extra={"instance_id": launched.instance_id})
     else:
         launched = _launch_first_available(run, env, fleet)
-    table.start_attempt(
+    recorded = table.start_attempt(
         run.run_id,
         Attempt(
             number=run.attempt,
@@ -97,13 +96,17 @@ def launch_attempt(
         ),
         now,
     )
+    if not recorded:
+        # FinalizeRun (via Catch) terminates the instance: it carries the run's tags.
+        raise RunNotLive(f"run {run.run_id} is no longer live; not starting attempt {run.attempt}")
+    # From the instance's own launch time, so a retried call does not move the deadline.
     return InstanceInfo(
         instance_id=launched.instance_id,
         instance_type=launched.instance_type,
         availability_zone=launched.availability_zone,
         market=launched.market,
-        launched_at=now,
-        ready_deadline=time.time() + ready_timeout_seconds,
+        launched_at=launched.launch_time.isoformat(),
+        ready_deadline=launched.launch_time.timestamp() + ready_timeout_seconds,
     )
 
 

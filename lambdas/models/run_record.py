@@ -79,6 +79,7 @@ class RunRecord(BaseModel):
     exit_code: int | None = None
     stderr_tail: str | None = None
     error: str | None = None
+    ended_at: str | None = None
     duration_seconds: float | None = None
     outputs_uri: str | None = None
     final_metrics: dict[str, Any] = Field(default_factory=dict)

@@ -65,3 +65,18 @@ def test_given_instance_gone_when_polled_then_instance_lost(poll, launched, aws,
 
     with pytest.raises(InstanceLost, match=r"is (terminated|stopped) before the run started"):
         poll()
+
+
+def test_given_instance_ec2_does_not_know_yet_when_polled_then_not_ready(
+    invoke, recorded_run, launched, fake_ssm
+):
+    # Right after RunInstances, DescribeInstances may answer InvalidInstanceID.NotFound.
+    instance = {
+        **launched,
+        "instance_id": "i-0000000000000dead",
+        "ready_deadline": time.time() + 60,
+    }
+
+    probe = invoke(check_instance, {"run": recorded_run, "instance": instance})
+
+    assert probe == {"ready": False, "detail": "state unknown, SSM not registered yet"}

@@ -184,3 +184,24 @@ def test_given_run_id_owned_by_other_execution_when_finalized_then_that_run_is_l
     assert output["cause"] == "run id 'run-1' is already used by another execution"
     assert _state(aws, launched["instance_id"]) == "running"
     assert read_record("run-1") == before
+
+
+def test_given_unreadable_result_json_when_finalized_then_the_run_still_ends_failed(
+    finalize, recorded_run, launched, lambda_environment, read_record, aws
+):
+    # Given a torn result.json (the agent died while writing it)
+    aws.s3.put_object(
+        Bucket=lambda_environment["BUCKET_NAME"],
+        Key=attempt_result_key("run-1", 1),
+        Body=b'{"outcome": "script-fai',
+    )
+
+    output = finalize(
+        {"run": recorded_run, "instance": launched, "error": {"Error": "Runctl.ScriptFailed"}}
+    )
+
+    # Then finalize does not fail (its retries would leave the record live forever)
+    assert output["status"] == "FAILED"
+    assert output["end_reason"] == "script-failed"
+    assert read_record("run-1")["status"] == "FAILED"
+    assert _state(aws, launched["instance_id"]) == "terminated"

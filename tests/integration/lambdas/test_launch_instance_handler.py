@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 
 import pytest
 from botocore.exceptions import ClientError
 
 from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
-from lambdas.errors import CapacityUnavailable
+from lambdas.errors import CapacityUnavailable, RunNotLive
 from lambdas.handlers import launch_instance
 
 # A launch that raises adds no metric; Powertools warns about the empty flush.
@@ -98,15 +98,23 @@ def test_given_recorded_run_when_launched_then_record_is_launching_with_the_atte
 def test_given_recorded_run_when_launched_then_instance_info_has_a_ready_deadline(
     launch, lambda_environment
 ):
-    before = time.time()
-
     info = launch()
 
     assert info["market"] == "spot"
     assert info["instance_type"] == "g5.xlarge"
     assert info["instance_id"].startswith("i-")
-    # INSTANCE_READY_TIMEOUT_SECONDS defaults to 600
-    assert before + 600 <= info["ready_deadline"] <= time.time() + 600
+    # INSTANCE_READY_TIMEOUT_SECONDS defaults to 600, counted from the instance's own launch time
+    launched = datetime.fromisoformat(info["launched_at"])
+    assert info["ready_deadline"] == pytest.approx(launched.timestamp() + 600)
+
+
+def test_given_launched_attempt_when_handler_is_retried_then_the_deadline_does_not_move(launch):
+    first = launch()
+    retried = launch()
+
+    assert retried["instance_id"] == first["instance_id"]
+    assert retried["launched_at"] == first["launched_at"]
+    assert retried["ready_deadline"] == first["ready_deadline"]
 
 
 def test_given_launched_attempt_when_handler_is_retried_then_exactly_one_instance_exists(
@@ -237,3 +245,25 @@ def test_given_al2023_alias_when_launched_then_ami_comes_from_public_parameter(
     (request,) = ec2_spy.run_requests
     assert request["ImageId"] == expected_ami
     assert request["BlockDeviceMappings"][0]["DeviceName"] == "/dev/xvda"
+
+
+def test_given_run_cancelled_while_launching_when_launched_then_run_not_live_and_instance_tagged(
+    launch, aws, lambda_environment
+):
+    # Given the run was cancelled before LaunchInstance recorded its attempt
+    aws.dynamodb.update_item(
+        TableName=lambda_environment["RUNS_TABLE_NAME"],
+        Key={"run_id": {"S": "run-1"}},
+        UpdateExpression="SET #s = :c",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":c": {"S": "CANCELLED"}},
+    )
+
+    # Then the step fails (its Catch leads to FinalizeRun), and the instance it may have
+    # launched carries the run's tags, which is how FinalizeRun finds and terminates it
+    with pytest.raises(RunNotLive):
+        launch()
+    reservations = aws.ec2.describe_instances(
+        Filters=[{"Name": f"tag:{TAG_RUN_ID}", "Values": ["run-1"]}]
+    )["Reservations"]
+    assert len([i for r in reservations for i in r["Instances"]]) == 1

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lambdas.constants import agent_config_key
+from lambdas.errors import RunNotLive
 from lambdas.handlers import start_agent
 
 TOKEN = "AQCEAAAAKgAAAA-task-token-" + "t" * 40
@@ -61,3 +62,28 @@ def test_given_ready_instance_when_agent_started_then_command_names_the_config_u
     script = "\n".join(sent["Parameters"]["commands"])
     assert f"--config {config_uri}" in script
     assert TOKEN not in script  # the token travels in S3, not on a command line
+
+
+def test_given_cancelled_run_when_agent_would_start_then_it_does_not(
+    invoke, recorded_run, launched, fake_ssm, lambda_environment, aws
+):
+    aws.dynamodb.update_item(
+        TableName=lambda_environment["RUNS_TABLE_NAME"],
+        Key={"run_id": {"S": "run-1"}},
+        UpdateExpression="SET #s = :c",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":c": {"S": "CANCELLED"}},
+    )
+
+    with pytest.raises(RunNotLive):
+        invoke(
+            start_agent,
+            {
+                "run": recorded_run,
+                "instance": launched,
+                "task_token": TOKEN,
+                "heartbeat_seconds": 9,
+            },
+        )
+
+    assert fake_ssm.sent == []
