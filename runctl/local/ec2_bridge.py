@@ -18,7 +18,7 @@ class Ec2Bridge:
     def run_instances(self, backend: InstanceBackend, *args: Any, **kwargs: Any) -> Any:
         reservation = self._original_run(backend, *args, **kwargs)
         for instance in reservation.instances:
-            self.fleet.launch(instance.id, instance.instance_type, instance.placement.zone)
+            self.fleet.launch(instance.id, instance.instance_type, str(instance.placement.zone))
         return reservation
 
     def terminate(self, instance: Instance) -> Any:

@@ -52,7 +52,7 @@ def invoke_in_process(function: LambdaFunction, event: Any) -> tuple[bytes, bool
     _apply_function_env(dict(function.environment_vars or {}))
     context = LocalLambdaContext(function.function_name, function.function_arn)
     try:
-        result = _load_handler(function.handler)(event, context)
+        result = _load_handler(str(function.handler))(event, context)
     except Exception as error:
         payload = {
             "errorType": type(error).__name__,
