@@ -11,7 +11,7 @@ from app import build_app, cdk_json_context
 from lambdas.functions import TRAIN_RUN_SETTINGS
 from stacks.config import ConfigError, RunctlConfig, setting_context_key
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 SUBNETS = ["subnet-0123abcd", "subnet-4567ef01"]
 

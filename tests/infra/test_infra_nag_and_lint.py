@@ -7,7 +7,7 @@ from cfnlint.api import ManualArgs, lint_file
 
 from stacks.nag_acknowledgements import ACKNOWLEDGED_RULES_METADATA, MIN_REASON_LENGTH
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 # CDK adds DependsOn on a role its resource already references with GetAtt: harmless.
 ALLOWED_CFN_LINT_WARNINGS = {"W3005"}

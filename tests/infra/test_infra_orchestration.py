@@ -11,7 +11,7 @@ import pytest
 from lambdas.env import LambdaEnv
 from lambdas.functions import TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASL_FILE = REPO_ROOT / "statemachines" / "train_run.asl.json"

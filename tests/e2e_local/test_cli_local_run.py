@@ -1,0 +1,70 @@
+"""`runctl local run` as a user types it: progress, final status, where the outputs are."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runctl.cli import app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_local_run_of_the_example_prints_progress_and_succeeds(tmp_path, monkeypatch):
+    # Given the tiny example in a project folder of its own
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(EXAMPLES / "train_tiny.py", project / "train_tiny.py")
+    monkeypatch.chdir(tmp_path)
+
+    # When the user runs it locally with hyperparameters and a script argument
+    result = CliRunner().invoke(
+        app,
+        [
+            "local",
+            "run",
+            "project/train_tiny.py",
+            "--hp",
+            "steps=20",
+            "--hp",
+            "step_seconds=0",
+            "--",
+            "--flag",
+        ],
+    )
+
+    # Then it shows status changes and metrics, and ends SUCCEEDED with the outputs location
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for status in ("PENDING", "LAUNCHING", "RUNNING", "SUCCEEDED"):
+        assert f"status {status}" in out
+    assert "metric step=20" in out
+    assert "outputs: s3://runctl-local-bucket/runs/run-" in out
+    outputs = next((tmp_path / ".runctl-local" / "runs").glob("run-*/outputs"))
+    assert (outputs / "weights.npy").is_file()
+
+
+def test_local_run_of_a_missing_script_says_so_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(app, ["local", "run", "nope.py"])
+
+    assert result.exit_code == 2
+    assert "script not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_local_run_with_bad_hp_syntax_fails_before_starting_anything(tmp_path, monkeypatch):
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(app, ["local", "run", "train.py", "--hp", "lr"])
+
+    assert result.exit_code == 2
+    assert "expected key=value" in result.output
+    assert not (tmp_path / ".runctl-local").exists()
