@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import socket
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -90,6 +91,10 @@ class Emulator:
         with contextlib.redirect_stdout(io.StringIO()):
             self._server.start()
         stack.callback(self._server.stop)
+        # moto's backends are process-wide: start from nothing, whatever ran here before.
+        urllib.request.urlopen(  # noqa: S310 - our own loopback server
+            urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30
+        ).close()
         stack.callback(self.fleet.shutdown)
         # Clients and settings cached by an earlier emulator point at its (closed) port.
         for cached in (aws_client, lambda_env):
