@@ -92,9 +92,8 @@ class Emulator:
             self._server.start()
         stack.callback(self._server.stop)
         # moto's backends are process-wide: start from nothing, whatever ran here before.
-        urllib.request.urlopen(  # noqa: S310 - our own loopback server
-            urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30
-        ).close()
+        reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback server
         stack.callback(self.fleet.shutdown)
         # Clients and settings cached by an earlier emulator point at its (closed) port.
         for cached in (aws_client, lambda_env):
