@@ -30,6 +30,15 @@ def attempt_result_key(run_id: str, attempt: int) -> str:
     return f"{attempt_prefix(run_id, attempt)}result.json"
 
 
+def handoff_key(run_id: str, attempt: int) -> str:
+    """Written by an interrupted attempt's agent once its last checkpoint is durable in S3."""
+    return f"{attempt_prefix(run_id, attempt)}handoff.json"
+
+
+def checkpoint_manifest_key(run_id: str) -> str:
+    return f"{checkpoints_prefix(run_id)}latest.json"
+
+
 def checkpoints_prefix(run_id: str) -> str:
     return f"{run_prefix(run_id)}checkpoints/"
 
@@ -46,3 +55,9 @@ def log_stream_name(run_id: str, attempt: int) -> str:
 # names, see lambdas/errors.py). Matched by name, never by message text.
 ERROR_SCRIPT_FAILED: Final = "Runctl.ScriptFailed"
 ERROR_AGENT_FAILED: Final = "Runctl.AgentFailed"
+# The agent got an interruption notice: the state machine starts the next attempt at once while
+# the agent checkpoints. The cause is JSON: {"reason": "spot-interrupted"|"rebalance",
+# "notice_time": ISO-8601, "termination_time": ISO-8601 or null}.
+ERROR_INTERRUPTED: Final = "Runctl.Interrupted"
+# OnInstanceEvent fails the stored task token with this when the instance dies without warning.
+ERROR_INSTANCE_LOST: Final = "Runctl.InstanceLost"

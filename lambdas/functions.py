@@ -26,6 +26,19 @@ TRAIN_RUN_STEPS: Final = (
     LambdaStep("CheckBootstrap", "lambdas.handlers.check_bootstrap.lambda_handler"),
     LambdaStep("StartAgent", "lambdas.handlers.start_agent.lambda_handler"),
     LambdaStep("FinalizeRun", "lambdas.handlers.finalize_run.lambda_handler"),
+    LambdaStep("PlanNextAttempt", "lambdas.handlers.plan_next_attempt.lambda_handler"),
+    LambdaStep(
+        "ReleasePreviousAttempt", "lambdas.handlers.release_previous_attempt.lambda_handler"
+    ),
+)
+
+# Functions started by EventBridge rules, not by the state machine.
+EVENT_HANDLERS: Final = (
+    # EC2 Spot Instance Interruption Warning, Instance Rebalance Recommendation, and
+    # Instance State-change Notification, for instances tagged runctl:managed.
+    LambdaStep("OnInstanceEvent", "lambdas.handlers.on_instance_event.lambda_handler"),
+    # Every few minutes: terminate instances no live run owns; stop runs over max runtime.
+    LambdaStep("ReapOrphans", "lambdas.handlers.reap_orphans.lambda_handler"),
 )
 
 # Non-ARN placeholders of train_run.asl.json, with the value `cdk deploy` uses.

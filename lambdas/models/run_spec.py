@@ -101,6 +101,37 @@ class Limits(BaseModel):
     )
 
 
+class InterruptionPolicy(BaseModel):
+    """What to do when AWS takes the instance back (spot) or recommends moving (rebalance)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_interruptions: int = Field(
+        default=10, ge=0, le=1000, description="preemptions (and lost instances) to resume from"
+    )
+    on_demand_after: int | None = Field(
+        default=None, ge=1, le=1000, description="after this many preemptions, resume on-demand"
+    )
+    rebalance: Literal["checkpoint", "migrate"] = Field(
+        default="checkpoint",
+        description="on a rebalance recommendation: checkpoint now and carry on, or move now",
+    )
+    grace_seconds: int = Field(
+        default=90, ge=5, le=110, description="SIGTERM to SIGKILL, bounded by the notice's time"
+    )
+
+
+class RetryPolicy(BaseModel):
+    """Script failures worth another attempt (counted apart from interruptions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: int = Field(default=0, ge=0, le=100)
+    on_exit_codes: list[int] = Field(
+        default_factory=list, max_length=50, description="only these exit codes are retried"
+    )
+
+
 class RunSpec(BaseModel):
     """Everything needed to start one training run."""
 
@@ -137,6 +168,8 @@ class RunSpec(BaseModel):
     volume_gb: int = Field(default=100, ge=8, le=16384, description="root volume size")
     data: list[DataSource] = Field(default_factory=list, max_length=50)
     limits: Limits = Field(default_factory=Limits)
+    interruptions: InterruptionPolicy = Field(default_factory=InterruptionPolicy)
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
     experiment: str | None = Field(default=None, pattern=NAME_PATTERN)
 
     @field_validator("environment")
