@@ -168,3 +168,39 @@ class RunsTable:
                 return False
             raise
         return True
+
+    def advance_attempt(self, run_id: str, from_attempt: int, reason: str, now: str) -> bool:
+        """Attempt n -> n+1 and RESUMING, once: False when the run moved on or is final."""
+        names = {"#status": "status", "#updated": "updated_at", "#attempts": "attempts"}
+        names["#n"] = str(from_attempt)
+        values = {
+            ":attempt": _to_dynamo(from_attempt),
+            ":next": _to_dynamo(from_attempt + 1),
+            ":now": _to_dynamo(now),
+            ":resuming": _to_dynamo(RunStatus.RESUMING.value),
+            ":reason": _to_dynamo(reason),
+            ":none": {"NULL": True},
+            **{f":f{index}": _to_dynamo(value) for index, value in enumerate(_FINAL)},
+        }
+        final_list = ", ".join(f":f{index}" for index in range(len(_FINAL)))
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"run_id": {"S": run_id}},
+                UpdateExpression=(
+                    "SET attempt = :next, #status = :resuming, #updated = :now, "
+                    "task_token = :none, #attempts.#n.end_reason = :reason, "
+                    "#attempts.#n.ended_at = :now"
+                ),
+                ConditionExpression=(
+                    f"attempt = :attempt AND NOT #status IN ({final_list}) "
+                    "AND attribute_exists(#attempts.#n)"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True

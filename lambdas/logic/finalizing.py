@@ -10,7 +10,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from lambdas.constants import ERROR_AGENT_FAILED, ERROR_SCRIPT_FAILED, attempt_result_key
+from lambdas.constants import (
+    ERROR_AGENT_FAILED,
+    ERROR_INSTANCE_LOST,
+    ERROR_INTERRUPTED,
+    ERROR_SCRIPT_FAILED,
+    attempt_result_key,
+)
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.ec2_fleet import Ec2Fleet
 from lambdas.models.run_record import EndReason, RunStatus
@@ -28,6 +34,8 @@ END_REASON_BY_ERROR = {
     "InstanceStartTimeout": EndReason.START_TIMEOUT,
     "InstanceLost": EndReason.INSTANCE_LOST,
     "BootstrapFailed": EndReason.BOOTSTRAP_FAILED,
+    ERROR_INSTANCE_LOST: EndReason.INSTANCE_LOST,
+    ERROR_INTERRUPTED: EndReason.SPOT_INTERRUPTED,  # or rebalance: PlanNextAttempt says which
 }
 STDERR_TAIL_CHARS = 4096
 
@@ -50,12 +58,28 @@ def decide_outcome(
     if request.error is None:
         reason = EndReason.INTERNAL_ERROR
         return Outcome(RunStatus.FAILED, reason, error_name(reason), "finalized without a result")
+    name = step_error_name(request, attempt_seconds)
+    reason = END_REASON_BY_ERROR.get(name, EndReason.INTERNAL_ERROR)
+    if request.next is not None and request.next.reason:
+        reason = EndReason(request.next.reason)
+    return Outcome(RunStatus.FAILED, reason, error_name(reason), _cause(name, request, result))
+
+
+def step_error_name(request: FinalizeInput, attempt_seconds: float | None) -> str:
+    """The caught error's name, with a lost heartbeat told apart from the max runtime: the
+    emulator names both States.Timeout (AWS says States.HeartbeatTimeout for the first)."""
+    assert request.error is not None
     name = request.error.Error
     if name == "States.Timeout" and _before_max_runtime(request, attempt_seconds):
-        # The emulator names a heartbeat timeout States.Timeout; AWS says States.HeartbeatTimeout.
-        name = "States.HeartbeatTimeout"
-    reason = END_REASON_BY_ERROR.get(name, EndReason.INTERNAL_ERROR)
-    return Outcome(RunStatus.FAILED, reason, error_name(reason), _cause(name, request, result))
+        return "States.HeartbeatTimeout"
+    return name
+
+
+def attempt_seconds(request: FinalizeInput, now: datetime) -> float | None:
+    """How long the attempt's instance has existed (None before any launch)."""
+    if request.instance is None:
+        return None
+    return (now - datetime.fromisoformat(request.instance.launched_at)).total_seconds()
 
 
 def error_name(reason: EndReason) -> str:
@@ -68,12 +92,23 @@ def _before_max_runtime(request: FinalizeInput, attempt_seconds: float | None) -
 
 
 def _cause(name: str, request: FinalizeInput, result: AgentResult | None) -> str:
+    cause = _error_cause(name, request, result)
+    if request.next is not None and not request.next.resume and request.next.detail:
+        # Why the run did not go on: "interruption budget exhausted (3 of 3)", ...
+        return f"{cause}; {request.next.detail}"
+    return cause
+
+
+def _error_cause(name: str, request: FinalizeInput, result: AgentResult | None) -> str:
     if name == ERROR_SCRIPT_FAILED and result is not None:
         tail = result.stderr_tail.strip().splitlines()[-1:] or ["(no stderr)"]
         return f"script exited with code {result.exit_code}: {tail[0]}"
     if name == ERROR_AGENT_FAILED and result is not None and result.message:
         return f"agent failed: {result.message}"
-    if name == "States.HeartbeatTimeout":
+    if name == ERROR_INTERRUPTED:
+        kind = request.next.reason if request.next else "spot-interrupted"
+        return f"the instance was taken back ({kind})"
+    if name in {"States.HeartbeatTimeout", ERROR_INSTANCE_LOST}:
         return "no heartbeat from the agent: the instance or its agent is gone"
     if name == "States.Timeout":
         limit = request.run.spec.limits.max_runtime_seconds
@@ -124,13 +159,14 @@ def finalize_run(
     if record is not None and record.execution_arn != run.execution_arn:
         return _finalize_foreign(request, fleet, now)
     # Terminate first: whatever else fails below, no instance outlives its run.
-    instance_ids = {item.instance_id for item in fleet.attempt_instances(run.run_id, run.attempt)}
+    # Every attempt's: a previous, interrupted attempt may still be checkpointing.
+    instance_ids = {item.instance_id for item in fleet.attempt_instances(run.run_id)}
     if request.instance is not None:
         instance_ids.add(request.instance.instance_id)
     fleet.terminate(sorted(instance_ids))
 
     result = request.result or read_agent_result(s3, bucket, run.run_id, run.attempt)
-    outcome = decide_outcome(request, result, _attempt_seconds(request, now))
+    outcome = decide_outcome(request, result, attempt_seconds(request, now))
     stamp = now.isoformat()
     duration = (now - datetime.fromisoformat(record.created_at)).total_seconds() if record else None
     fields: dict[str, Any] = {
@@ -175,7 +211,7 @@ def _finalize_foreign(request: FinalizeInput, fleet: Ec2Fleet, now: datetime) ->
     """End this execution only: its own instance, if it has one; no record, tag or S3 lookups."""
     if request.instance is not None:
         fleet.terminate([request.instance.instance_id])
-    outcome = decide_outcome(request, None, _attempt_seconds(request, now))
+    outcome = decide_outcome(request, None, attempt_seconds(request, now))
     return FinalizeOutput(
         run_id=request.run.run_id,
         status=outcome.status.value,
@@ -183,9 +219,3 @@ def _finalize_foreign(request: FinalizeInput, fleet: Ec2Fleet, now: datetime) ->
         error=outcome.error,
         cause=outcome.cause,
     )
-
-
-def _attempt_seconds(request: FinalizeInput, now: datetime) -> float | None:
-    if request.instance is None:
-        return None
-    return (now - datetime.fromisoformat(request.instance.launched_at)).total_seconds()

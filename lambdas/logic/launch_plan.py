@@ -35,17 +35,28 @@ class LaunchOption:
         return f"{self.market} {self.instance_type} in {self.availability_zone}"
 
 
-def launch_plan(spec: RunSpec, subnets: list[Subnet]) -> list[LaunchOption]:
+def launch_plan(
+    spec: RunSpec, subnets: list[Subnet], avoid: tuple[str, ...] | list[str] = ()
+) -> list[LaunchOption]:
     """Every option to try, best first: next instance type, other zones, then the next market."""
     markets = ["spot", "on-demand"] if spec.market == "spot" else ["on-demand"]
     if spec.market == "spot" and not spec.on_demand_fallback:
         markets = ["spot"]
-    return [
+    options = [
         LaunchOption(instance_type, subnet.subnet_id, subnet.availability_zone, market)
         for market in markets
         for subnet in subnets
         for instance_type in spec.instance_types or []
     ]
+    # Where spot capacity was just reclaimed, try last within the same market (stable sort).
+    avoided = set(avoid)
+    return sorted(
+        options,
+        key=lambda option: (
+            markets.index(option.market),
+            f"{option.instance_type}@{option.availability_zone}" in avoided,
+        ),
+    )
 
 
 def client_token(run_id: str, attempt: int, option: LaunchOption) -> str:

@@ -111,7 +111,7 @@ def launch_attempt(
 
 
 def _launch_first_available(run: RunContext, env: LambdaEnv, fleet: Ec2Fleet) -> LaunchedInstance:
-    plan = launch_plan(run.spec, fleet.subnets(env.SUBNET_IDS))
+    plan = launch_plan(run.spec, fleet.subnets(env.SUBNET_IDS), run.avoid_placements)
     images: dict[str, tuple[str, str]] = {}
     refused: list[str] = []
     for option in plan:

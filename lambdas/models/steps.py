@@ -28,6 +28,10 @@ class RunContext(_Payload):
     attempt: int = 1
     spec: RunSpec
     train_timeout_seconds: int
+    avoid_placements: list[str] = Field(
+        default_factory=list,
+        description="'type@zone' pairs that were just preempted: tried after the others",
+    )
 
 
 class InstanceInfo(_Payload):
@@ -90,11 +94,37 @@ class StepError(_Payload):
     Cause: str | None = None
 
 
+class PreviousAttempt(_Payload):
+    """`$.previous`: the attempt being replaced, released before the next one trains."""
+
+    attempt: int
+    reason: str
+    instance_ids: list[str] = Field(default_factory=list)
+    await_handoff: bool = Field(description="an interrupted agent is still checkpointing")
+    release_deadline: float = Field(description="epoch seconds; terminate it by then anyway")
+
+
+class NextAttemptPlan(_Payload):
+    """`$.next`: PlanNextAttempt's decision."""
+
+    resume: bool
+    reason: str
+    detail: str = ""
+    run: RunContext | None = None
+    previous: PreviousAttempt | None = None
+
+
+class ReleaseInput(_Payload):
+    run: RunContext
+    previous: PreviousAttempt | None = None
+
+
 class FinalizeInput(_Payload):
     run: RunContext
     instance: InstanceInfo | None = None
     result: AgentResult | None = None
     error: StepError | None = None
+    next: NextAttemptPlan | None = None
 
 
 class FinalizeOutput(_Payload):

@@ -60,6 +60,13 @@ def test_given_full_spec_when_validated_then_every_field_is_kept():
             {"s3_uri": "s3://data-bucket/labels.csv", "name": "labels"},
         ],
         "limits": {"max_runtime_seconds": 3600},
+        "interruptions": {
+            "max_interruptions": 3,
+            "on_demand_after": 2,
+            "rebalance": "migrate",
+            "grace_seconds": 60,
+        },
+        "retries": {"max_retries": 2, "on_exit_codes": [137, 139]},
         "experiment": "resnet-sweep_1",
     }
 

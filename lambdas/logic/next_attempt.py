@@ -1,0 +1,148 @@
+"""PlanNextAttempt: after an attempt ended early, decide whether and how the run goes on."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from lambdas.constants import ERROR_INSTANCE_LOST, ERROR_INTERRUPTED, ERROR_SCRIPT_FAILED
+from lambdas.dal.runs_table import RunsTable
+from lambdas.logic.finalizing import attempt_seconds, read_agent_result, step_error_name
+from lambdas.logic.validation import TRAIN_TIMEOUT_MARGIN_SECONDS
+from lambdas.models.run_record import EndReason, RunRecord
+from lambdas.models.steps import (
+    FinalizeInput,
+    NextAttemptPlan,
+    PreviousAttempt,
+    RunContext,
+)
+
+PREEMPTIONS = frozenset({EndReason.SPOT_INTERRUPTED, EndReason.REBALANCE, EndReason.INSTANCE_LOST})
+LOST_INSTANCE_ERRORS = frozenset({ERROR_INSTANCE_LOST, "InstanceLost", "States.HeartbeatTimeout"})
+# AWS gives two minutes between the warning and the termination; a little slack on top.
+HANDOFF_WAIT_SECONDS = 150
+
+
+def attempt_end_reason(request: FinalizeInput, seconds: float | None) -> EndReason | None:
+    """Why the attempt stopped, when it is a reason to try again (None: it is not)."""
+    assert request.error is not None
+    name = step_error_name(request, seconds)
+    if name == ERROR_INTERRUPTED:
+        return _interruption_reason(request.error.Cause)
+    if name in LOST_INSTANCE_ERRORS:
+        return EndReason.INSTANCE_LOST
+    if name == ERROR_SCRIPT_FAILED:
+        return EndReason.SCRIPT_FAILED
+    return None
+
+
+def _interruption_reason(cause: str | None) -> EndReason:
+    try:
+        reason = json.loads(cause or "{}").get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return (
+        EndReason.REBALANCE if reason == EndReason.REBALANCE.value else (EndReason.SPOT_INTERRUPTED)
+    )
+
+
+def _count(record: RunRecord, reasons: frozenset[EndReason]) -> int:
+    return sum(1 for item in record.attempts.values() if item.end_reason in reasons)
+
+
+def plan_next_attempt(
+    request: FinalizeInput,
+    table: RunsTable,
+    s3: Any,
+    bucket: str,
+    now: datetime,
+) -> NextAttemptPlan:
+    run = request.run
+    spec = run.spec
+    reason = attempt_end_reason(request, attempt_seconds(request, now))
+    if reason is None:
+        return NextAttemptPlan(resume=False, reason="", detail="not a reason to try again")
+    record = table.get(run.run_id)
+    if record is None:
+        return NextAttemptPlan(resume=False, reason=reason.value, detail="no run record")
+    if record.attempt == run.attempt + 1:
+        # A retry of this step after its write went through: the same decision again.
+        return _resume(run, request, reason, record, now)
+
+    if reason is EndReason.SCRIPT_FAILED:
+        result = read_agent_result(s3, bucket, run.run_id, run.attempt)
+        exit_code = result.exit_code if result else None
+        retried = _count(record, frozenset({EndReason.SCRIPT_FAILED}))
+        if exit_code not in spec.retries.on_exit_codes:
+            return NextAttemptPlan(
+                resume=False, reason=reason.value, detail=f"exit code {exit_code} is not retried"
+            )
+        if retried >= spec.retries.max_retries:
+            return NextAttemptPlan(
+                resume=False,
+                reason=reason.value,
+                detail=f"retry budget exhausted ({retried} of {spec.retries.max_retries})",
+            )
+    else:
+        used = _count(record, PREEMPTIONS)
+        if used >= spec.interruptions.max_interruptions:
+            return NextAttemptPlan(
+                resume=False,
+                reason=reason.value,
+                detail=(
+                    f"interruption budget exhausted ({used} of "
+                    f"{spec.interruptions.max_interruptions})"
+                ),
+            )
+    elapsed = (now - datetime.fromisoformat(record.created_at)).total_seconds()
+    if elapsed >= spec.limits.max_runtime_seconds:
+        return NextAttemptPlan(
+            resume=False, reason=EndReason.LIMIT_EXCEEDED.value, detail="no runtime left"
+        )
+    if not table.advance_attempt(run.run_id, run.attempt, reason.value, now.isoformat()):
+        return NextAttemptPlan(resume=False, reason=reason.value, detail="the run is not live")
+    updated = table.get(run.run_id) or record
+    return _resume(run, request, reason, updated, now)
+
+
+def _resume(
+    run: RunContext,
+    request: FinalizeInput,
+    reason: EndReason,
+    record: RunRecord,
+    now: datetime,
+) -> NextAttemptPlan:
+    spec = run.spec
+    preemptions = _count(record, PREEMPTIONS)
+    on_demand_after = spec.interruptions.on_demand_after
+    if on_demand_after is not None and preemptions >= on_demand_after:
+        spec = spec.model_copy(update={"market": "on-demand"})
+    elapsed = (now - datetime.fromisoformat(record.created_at)).total_seconds()
+    remaining = max(int(spec.limits.max_runtime_seconds - elapsed), 1)
+    avoid = list(run.avoid_placements)
+    if request.instance is not None and reason is not EndReason.SCRIPT_FAILED:
+        avoid.append(f"{request.instance.instance_type}@{request.instance.availability_zone}")
+    next_run = run.model_copy(
+        update={
+            "attempt": run.attempt + 1,
+            "spec": spec,
+            "train_timeout_seconds": remaining + TRAIN_TIMEOUT_MARGIN_SECONDS,
+            "avoid_placements": avoid[-10:],
+        }
+    )
+    interrupted = reason in {EndReason.SPOT_INTERRUPTED, EndReason.REBALANCE}
+    previous = PreviousAttempt(
+        attempt=run.attempt,
+        reason=reason.value,
+        instance_ids=[request.instance.instance_id] if request.instance else [],
+        await_handoff=interrupted,
+        release_deadline=now.timestamp() + (HANDOFF_WAIT_SECONDS if interrupted else 0),
+    )
+    return NextAttemptPlan(
+        resume=True,
+        reason=reason.value,
+        detail=f"attempt {run.attempt} ended: {reason.value}; starting attempt {run.attempt + 1}",
+        run=next_run,
+        previous=previous,
+    )
