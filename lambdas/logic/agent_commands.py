@@ -8,6 +8,7 @@ here: the agent reads them from its config in S3 and hands them to the script as
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 
 from lambdas.constants import agent_config_key
@@ -73,4 +74,15 @@ def start_agent_script(bucket: str, run_id: str, attempt: int, region: str) -> l
         "2>&1 </dev/null &",
         "fi",
         f"echo 'agent started for attempt {int(attempt)}'",
+    ]
+
+
+def notice_script(notice: dict[str, str | None]) -> list[str]:
+    """Write $RUNCTL_HOME/notice.json for the agent (whole file or none: temp name, rename)."""
+    body = json.dumps(notice, sort_keys=True)
+    return [
+        *_PRELUDE,
+        f"printf '%s' {shlex.quote(body)} > \"$RUNCTL_HOME/.notice.json.tmp\"",
+        'mv -f "$RUNCTL_HOME/.notice.json.tmp" "$RUNCTL_HOME/notice.json"',
+        "echo 'notice delivered'",
     ]
