@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from runctl.local.deploy import LocalSettings
+from runctl.local.faults import Fault
 from runctl.local.session import LocalSession, RunEvent, RunOutcome
 from runctl.packaging import package_directory
 from runctl.specs import SpecError, build_spec, parse_duration, parse_hyperparameter
@@ -78,6 +79,18 @@ def run(
     work_dir: Annotated[Path, typer.Option(help="local mode's scratch space")] = Path(
         ".runctl-local"
     ),
+    interrupt_after: Annotated[
+        list[float] | None,
+        typer.Option(help="send a spot interruption warning N s after the start (repeatable)"),
+    ] = None,
+    rebalance_after: Annotated[
+        list[float] | None,
+        typer.Option(help="send a rebalance recommendation N s after the start (repeatable)"),
+    ] = None,
+    kill_instance_after: Annotated[
+        list[float] | None,
+        typer.Option(help="lose the instance without warning N s after the start (repeatable)"),
+    ] = None,
 ) -> None:
     """Run SCRIPT through the TrainRun state machine on this machine and wait for it."""
     try:
@@ -112,7 +125,12 @@ def run(
         code_uri, _ = session.upload_code(package)
         fields["code"] = {"s3_uri": code_uri, "sha256": package.sha256}
         spec = build_spec(fields)
-        run_id = session.start(spec.model_dump(mode="json", exclude_none=True))
+        faults = [
+            *(Fault("interrupt", seconds) for seconds in interrupt_after or []),
+            *(Fault("rebalance", seconds) for seconds in rebalance_after or []),
+            *(Fault("kill", seconds) for seconds in kill_instance_after or []),
+        ]
+        run_id = session.start(spec.model_dump(mode="json", exclude_none=True), faults=faults)
         console.print(f"started run [bold]{run_id}[/]")
         outcome = session.wait(run_id, on_event=_print_event)
     _print_outcome(outcome)

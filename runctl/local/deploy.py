@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from lambdas.functions import TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
+from lambdas.functions import EVENT_HANDLERS, TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
 from runctl.local.emulator import REGION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,8 @@ class LocalSettings:
     instance_ready_timeout_seconds: int = 60
     bootstrap_timeout_seconds: int = 120
     default_instance_types: tuple[str, ...] = ("g5.xlarge", "g4dn.xlarge")
+    # AWS gives 120 s between a spot warning and the termination; locally less, same protocol.
+    spot_notice_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     # The code is never run from this zip: the bridge imports the handler by name.
     placeholder_code = _placeholder_zip()
     function_arns = {}
-    for step in TRAIN_RUN_STEPS:
+    for step in (*TRAIN_RUN_STEPS, *EVENT_HANDLERS):
         function_arns[step.name] = lam.create_function(
             FunctionName=f"{name}-{step.name}",
             Runtime="python3.11",

@@ -124,6 +124,7 @@ class LocalFleet:
         self.instances: dict[str, LocalInstance] = {}
         self._lock = threading.Lock()
         self.on_launch: list[Callable[[LocalInstance], None]] = []
+        self.on_terminate: list[Callable[[LocalInstance], None]] = []
 
     def launch(self, instance_id: str, instance_type: str, availability_zone: str) -> None:
         instance = LocalInstance(
@@ -147,6 +148,8 @@ class LocalFleet:
         instance = self.get(instance_id)
         if instance is not None and not instance.terminated.is_set():
             instance.terminate()
+            for callback in self.on_terminate:
+                callback(instance)
 
     def running(self) -> list[LocalInstance]:
         with self._lock:

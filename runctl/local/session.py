@@ -14,11 +14,12 @@ from typing import Any
 
 import boto3
 
-from lambdas.constants import log_stream_name, outputs_prefix
+from lambdas.constants import TAG_RUN_ID, log_stream_name, outputs_prefix
 from lambdas.dal.runs_table import RunsTable
 from lambdas.models.run_record import RunRecord
 from runctl.local.deploy import LocalSettings, LocalStack, deploy
 from runctl.local.emulator import REGION, Emulator
+from runctl.local.faults import EventDelivery, Fault, FaultInjector
 from runctl.packaging import CodePackage
 
 METRIC_PREFIX = "RUNCTL_METRIC "
@@ -67,7 +68,12 @@ class LocalSession:
             self.sfn = session.client("stepfunctions")
             self.logs = session.client("logs")
             self.ec2 = session.client("ec2")
+            self.lambda_client = session.client("lambda")
             self.table = RunsTable(self.stack.table, session.client("dynamodb"))
+            self.events = EventDelivery(self)
+            # AWS emits a state-change event for every termination: so does local mode.
+            self.emulator.fleet.on_terminate.append(self.events.state_changed)
+            self.injectors: dict[str, FaultInjector] = {}
         except BaseException:
             self.emulator.__exit__(None, None, None)
             raise
@@ -79,6 +85,9 @@ class LocalSession:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        for injector in self.injectors.values():
+            injector.stop()
+        self.events.close()
         self.emulator.__exit__(exc_type, exc, traceback)
 
     def upload_code(self, package: CodePackage) -> tuple[str, bool]:
@@ -90,12 +99,24 @@ class LocalSession:
             self.s3.put_object(Bucket=self.stack.bucket, Key=package.key, Body=package.data)
             return f"s3://{self.stack.bucket}/{package.key}", True
 
-    def start(self, spec: dict[str, Any], run_id: str | None = None) -> str:
+    def start(
+        self, spec: dict[str, Any], run_id: str | None = None, faults: list[Fault] | None = None
+    ) -> str:
+        """Start a run; `faults` are injected at their times from now."""
         run_id = run_id or new_run_id()
         self.sfn.start_execution(
             stateMachineArn=self.stack.state_machine_arn, name=run_id, input=json.dumps(spec)
         )
+        if faults:
+            self.injectors[run_id] = FaultInjector(self, run_id, faults).start()
         return run_id
+
+    def run_instance_ids(self, run_id: str) -> set[str]:
+        """Every instance ever launched for the run, in any state."""
+        reservations = self.ec2.describe_instances(
+            Filters=[{"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]}]
+        )["Reservations"]
+        return {item["InstanceId"] for res in reservations for item in res["Instances"]}
 
     def execution_arn(self, run_id: str) -> str:
         return self.stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
@@ -119,6 +140,8 @@ class LocalSession:
                 raise TimeoutError(f"run {run_id} still running after {timeout_seconds} s")
             time.sleep(poll_seconds)
         follower.poll()
+        if run_id in self.injectors:
+            self.injectors.pop(run_id).stop()
         record = self.table.get(run_id)
         outputs_dir = self._download_outputs(run_id) if record else None
         outcome = RunOutcome(

@@ -1,0 +1,155 @@
+"""Fault injection for local runs: spot warnings, rebalance notices and lost instances, delivered
+through the instance's IMDS and EventBridge-shaped events, the way AWS delivers them."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from runctl.local.emulator import REGION
+from runctl.local.instances import LocalInstance
+
+if TYPE_CHECKING:
+    from runctl.local.session import LocalSession
+
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # "interrupt" | "rebalance" | "kill"
+    after_seconds: float
+
+
+def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge event as EC2 sends it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.ec2",
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{instance_id}"],
+        "detail": {"instance-id": instance_id, **detail},
+    }
+
+
+class EventDelivery:
+    """Delivers EC2 events to OnInstanceEvent in order, as the EventBridge rules would
+    (the emulator cannot invoke Lambda targets itself)."""
+
+    def __init__(self, session: LocalSession) -> None:
+        self.session = session
+        self.delivered: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def send(self, event: dict[str, Any]) -> None:
+        self._queue.put(event)
+
+    def state_changed(self, instance: LocalInstance) -> None:
+        self.send(
+            ec2_event(
+                "EC2 Instance State-change Notification",
+                instance.instance_id,
+                {"state": "terminated"},
+            )
+        )
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _work(self) -> None:
+        while (event := self._queue.get()) is not None:
+            response = self.session.lambda_client.invoke(
+                FunctionName=self.session.stack.function_arns["OnInstanceEvent"],
+                Payload=json.dumps(event).encode(),
+            )
+            self.delivered.append((event, json.loads(response["Payload"].read() or b"{}")))
+
+
+class FaultInjector:
+    """Applies faults to whatever instance a run is on at the time (times from the start)."""
+
+    def __init__(self, session: LocalSession, run_id: str, faults: list[Fault]) -> None:
+        self.session = session
+        self.run_id = run_id
+        self.faults = sorted(faults, key=lambda fault: fault.after_seconds)
+        self.applied: list[tuple[Fault, str]] = []
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._work, daemon=True)
+
+    def start(self) -> FaultInjector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _work(self) -> None:
+        for fault in self.faults:
+            delay = self._started + fault.after_seconds - time.monotonic()
+            if self._stop.wait(max(delay, 0)):
+                return
+            instance = self._current_instance()
+            if instance is None:
+                return
+            self.applied.append((fault, instance.instance_id))
+            getattr(self, f"_{fault.kind}")(instance)
+
+    def _current_instance(self) -> LocalInstance | None:
+        """The run's newest live instance; waits for one while the run is still starting."""
+        while not self._stop.is_set():
+            record = self.session.table.get(self.run_id)
+            if record is not None and record.status.value in {"SUCCEEDED", "FAILED", "CANCELLED"}:
+                return None
+            live = [
+                instance
+                for instance in self.session.emulator.fleet.running()
+                if instance.instance_id in self.session.run_instance_ids(self.run_id)
+            ]
+            if live:
+                return live[-1]
+            self._stop.wait(0.2)
+        return None
+
+    def _interrupt(self, instance: LocalInstance) -> None:
+        notice = self.session.settings.spot_notice_seconds
+        at = (datetime.now(UTC) + timedelta(seconds=notice)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        instance.imds.set_notice("spot/instance-action", {"action": "terminate", "time": at})
+        self.session.events.send(
+            ec2_event(
+                "EC2 Spot Instance Interruption Warning",
+                instance.instance_id,
+                {"instance-action": "terminate"},
+            )
+        )
+        timer = threading.Timer(notice, self._terminate, args=(instance.instance_id,))
+        timer.daemon = True
+        timer.start()
+
+    def _rebalance(self, instance: LocalInstance) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        instance.imds.set_notice("events/recommendations/rebalance", {"noticeTime": now})
+        self.session.events.send(
+            ec2_event("EC2 Instance Rebalance Recommendation", instance.instance_id, {})
+        )
+
+    def _kill(self, instance: LocalInstance) -> None:
+        self._terminate(instance.instance_id)
+
+    def _terminate(self, instance_id: str) -> None:
+        # Through EC2, so the emulator's state, the local processes and the event all agree.
+        self.session.ec2.terminate_instances(InstanceIds=[instance_id])
