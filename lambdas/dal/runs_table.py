@@ -148,6 +148,7 @@ class RunsTable:
             ":now": _to_dynamo(now),
             ":launching": _to_dynamo(RunStatus.LAUNCHING.value),
             ":pending": _to_dynamo(RunStatus.PENDING.value),
+            ":resuming": _to_dynamo(RunStatus.RESUMING.value),
             ":instance": _to_dynamo(attempt.instance_id),
             ":detail": _to_dynamo(attempt.model_dump(mode="json", exclude_none=True)),
         }
@@ -159,7 +160,9 @@ class RunsTable:
                     "SET #status = :launching, #updated = :now, instance_id = :instance, "
                     "#attempts.#n = :detail"
                 ),
-                ConditionExpression=("attempt = :attempt AND #status IN (:pending, :launching)"),
+                ConditionExpression=(
+                    "attempt = :attempt AND #status IN (:pending, :resuming, :launching)"
+                ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
