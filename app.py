@@ -16,7 +16,8 @@ lists as JSON or comma-separated):
   runctl:dataBuckets          extra buckets instances (and ValidateRun) may list and read data from.
   runctl:rootVolumeGiB        root volume size in the launch template (default 100); a RunSpec's
                               volume_gb overrides it per run.
-  runctl:heartbeatSeconds     Train state's heartbeat timeout (ASL ${HeartbeatSeconds}).
+  runctl:heartbeatSeconds     Train state's heartbeat timeout (ASL ${HeartbeatSeconds}); a lost-
+                              instance event is retried for this long plus a minute.
   runctl:pollIntervalSeconds  wait between readiness checks (ASL ${PollIntervalSeconds}).
                               These two default to lambdas.functions.TRAIN_RUN_SETTINGS.
 """

@@ -16,7 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from lambdas.env import LambdaEnv
-from lambdas.functions import TRAIN_RUN_STEPS
+from lambdas.functions import TRAIN_RUN_STEPS, LambdaStep
 from stacks.compute import Compute
 from stacks.nag_acknowledgements import (
     NO_RESOURCE_SCOPE,
@@ -52,6 +52,7 @@ POWERTOOLS_LAYER_ACCOUNT: Final = "017000801446"
 POWERTOOLS_LAYER_NAME: Final = "AWSLambdaPowertoolsPythonV3-python312-arm64"
 POWERTOOLS_LAYER_VERSION: Final = 27
 SERVICE_NAME: Final = "runctl"
+DEFAULT_TIMEOUT: Final = Duration.seconds(60)
 
 
 class Orchestration(Construct):
@@ -83,10 +84,10 @@ class Orchestration(Construct):
             DEFAULT_INSTANCE_TYPES=",".join(default_instance_types),
             SUBNET_IDS=",".join(subnet_ids),
         )
-        code = lambda_.Code.from_asset(
+        self._code = lambda_.Code.from_asset(
             str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDE, ignore_mode=IgnoreMode.GLOB
         )
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
+        self._powertools = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "PowertoolsLayer",
             self._stack.format_arn(
@@ -107,7 +108,12 @@ class Orchestration(Construct):
         )
         self.functions: dict[str, lambda_.Function] = {}
         for step in TRAIN_RUN_STEPS:
-            function = self._step_function(step.name, step.handler, code, powertools)
+            function = self.build_function(
+                self,
+                step,
+                description=f"runctl TrainRun step {step.name}",
+                role_description=f"runctl {step.name} step",
+            )
             permissions.grant(step.name, function)
             self.functions[step.name] = function
 
@@ -121,38 +127,47 @@ class Orchestration(Construct):
 
     # --- the functions -------------------------------------------------------------------------
 
-    def _step_function(
-        self, name: str, handler: str, code: lambda_.Code, powertools: lambda_.ILayerVersion
+    def build_function(
+        self,
+        scope: Construct,
+        entry: LambdaStep,
+        *,
+        description: str,
+        role_description: str | None = None,
+        timeout: Duration = DEFAULT_TIMEOUT,
     ) -> lambda_.Function:
+        """A function for `entry` in `scope`: the shared code asset, layer, runtime and
+        environment, its own log group, and its own role that may write only to that group."""
+        name = entry.name
         log_group = logs.LogGroup(
-            self,
+            scope,
             f"{name}Logs",
             retention=logs.RetentionDays.THREE_MONTHS,
             removal_policy=RemovalPolicy.DESTROY,
         )
         # Own role without AWSLambdaBasicExecutionRole: it may write to its own log group only.
         role = iam.Role(
-            self,
+            scope,
             f"{name}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"runctl {name} step",
+            description=role_description or description,
         )
         log_group.grant_write(role)
         function = lambda_.Function(
-            self,
+            scope,
             name,
             runtime=LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
-            handler=handler,
-            code=code,
-            layers=[powertools],
+            handler=entry.handler,
+            code=self._code,
+            layers=[self._powertools],
             memory_size=256,
-            timeout=Duration.seconds(60),
+            timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             role=role,
             environment=self.environment,
-            description=f"runctl TrainRun step {name}",
+            description=description,
         )
         acknowledge_resource_wildcard(
             role,

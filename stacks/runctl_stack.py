@@ -1,4 +1,4 @@
-"""RunctlStack: composes storage, compute and orchestration, and names the outputs."""
+"""RunctlStack: composes storage, compute, orchestration and instance events; names the outputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from constructs import Construct
 
 from stacks.compute import Compute
 from stacks.config import RunctlConfig
+from stacks.instance_events import InstanceEvents
 from stacks.orchestration import Orchestration
+from stacks.step_permissions import EventHandlerPermissions
 from stacks.storage import Storage
 
 
@@ -42,6 +44,19 @@ class RunctlStack(Stack):
             subnet_ids=config.subnet_ids,
             data_buckets=config.data_buckets,
             train_run_settings=config.train_run_settings,
+        )
+        # Interruption handling (issue #3): EC2 instance events and the orphan reaper.
+        self.instance_events = InstanceEvents(
+            self,
+            "InstanceEvents",
+            orchestration=self.orchestration,
+            permissions=EventHandlerPermissions(
+                bucket=self.storage.bucket,
+                runs_table=self.storage.runs_table,
+                compute=self.compute,
+                train_run=self.orchestration.state_machine,
+            ),
+            heartbeat_seconds=config.heartbeat_seconds,
         )
 
         # Stable ids: the client and tests find resources by these names.

@@ -1,54 +1,38 @@
-"""What each TrainRun step may do: one small statement per need, each wildcard with its reason."""
+"""What each Lambda may do (TrainRun steps, event handlers): one small statement per need, each
+wildcard with its reason."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from aws_cdk import Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
 
 from lambdas.constants import CODE_PREFIX, RUNS_PREFIX, TAG_MANAGED
 from stacks.compute import Compute
 from stacks.nag_acknowledgements import NO_RESOURCE_SCOPE, acknowledge_resource_wildcard
 
 
-class StepPermissions:
-    """Grants each step function (by its TRAIN_RUN_STEPS name) the calls its handler makes."""
+class FunctionPermissions:
+    """What the step functions and the event handlers share: how a grant is written, and the
+    needs more than one of them has. Subclasses map registry names to their grants."""
 
     def __init__(
-        self,
-        *,
-        bucket: s3.IBucket,
-        runs_table: dynamodb.ITable,
-        compute: Compute,
-        subnet_ids: tuple[str, ...],
-        data_buckets: tuple[str, ...],
+        self, *, bucket: s3.IBucket, runs_table: dynamodb.ITable, compute: Compute
     ) -> None:
         self._stack = Stack.of(compute)
         self._bucket = bucket
         self._table = runs_table
         self._compute = compute
-        self._subnet_ids = subnet_ids
-        self._data_bucket_arns = [
-            f"arn:{self._stack.partition}:s3:::{name}" for name in data_buckets
-        ]
-        self._by_step: dict[str, Callable[[lambda_.Function], None]] = {
-            "ValidateRun": self._grant_validate_run,
-            "RecordRun": self._grant_record_run,
-            "LaunchInstance": self._grant_launch_instance,
-            "CheckInstance": self._grant_check_instance,
-            "BootstrapInstance": self._grant_send_command,
-            "CheckBootstrap": self._grant_check_bootstrap,
-            "StartAgent": self._grant_start_agent,
-            "FinalizeRun": self._grant_finalize_run,
-        }
+        self._by_step: dict[str, Callable[[lambda_.Function], None]] = {}
 
     def grant(self, step_name: str, function: lambda_.Function) -> None:
         if step_name not in self._by_step:
-            raise ValueError(f"step {step_name} has no permissions defined in {__name__}")
+            raise ValueError(f"{step_name} has no permissions defined in {__name__}")
         self._by_step[step_name](function)
 
     def _ec2_arn(self, resource: str, name: str = "*", *, account: bool = True) -> str:
@@ -102,6 +86,98 @@ class StepPermissions:
             ["dynamodb:GetItem", "dynamodb:UpdateItem"],
             [self._table.table_arn],
         )
+
+    def _describe_instances(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "Describe",
+            ["ec2:DescribeInstances"],
+            ["*"],
+            wildcard_reason="ec2:DescribeInstances " + NO_RESOURCE_SCOPE,
+        )
+
+    def _terminate_runctl_instances(self, function: lambda_.Function, what: str) -> None:
+        self._allow(
+            function,
+            "TerminateRunctlInstances",
+            ["ec2:TerminateInstances"],
+            [self._ec2_arn("instance")],
+            {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED}": "true"}},
+            wildcard_reason=f"terminates {what} (ids known only at run time), and only "
+            f"instances tagged {TAG_MANAGED}=true (aws:ResourceTag condition)",
+        )
+
+    def _read_run_files(self, function: lambda_.Function, what: str) -> None:
+        self._allow(
+            function,
+            "ReadRunFiles",
+            ["s3:GetObject"],
+            [self._bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
+            wildcard_reason=f"reads {what}, a key made per run and attempt",
+        )
+        # S3 answers GetObject/HeadObject on a missing key with 403 unless the caller may list
+        # the bucket; the handlers treat 404 as "not written (yet)" and re-raise anything else.
+        self._allow(
+            function,
+            "TellMissingFromDenied",
+            ["s3:ListBucket"],
+            [self._bucket.bucket_arn],
+        )
+
+    def _send_command(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "RunShellScript",
+            ["ssm:SendCommand"],
+            [
+                self._stack.format_arn(
+                    service="ssm",
+                    account="",
+                    resource="document",
+                    resource_name="AWS-RunShellScript",
+                )
+            ],
+        )
+        self._allow(
+            function,
+            "OnRunctlInstancesOnly",
+            ["ssm:SendCommand"],
+            [self._ec2_arn("instance")],
+            {"StringEquals": {f"ssm:resourceTag/{TAG_MANAGED}": "true"}},
+            wildcard_reason="instances are launched per run (ids unknown at deploy); only those "
+            f"tagged {TAG_MANAGED}=true (ssm:resourceTag condition)",
+        )
+
+
+class StepPermissions(FunctionPermissions):
+    """Grants each step function (by its TRAIN_RUN_STEPS name) the calls its handler makes."""
+
+    def __init__(
+        self,
+        *,
+        bucket: s3.IBucket,
+        runs_table: dynamodb.ITable,
+        compute: Compute,
+        subnet_ids: tuple[str, ...],
+        data_buckets: tuple[str, ...],
+    ) -> None:
+        super().__init__(bucket=bucket, runs_table=runs_table, compute=compute)
+        self._subnet_ids = subnet_ids
+        self._data_bucket_arns = [
+            f"arn:{self._stack.partition}:s3:::{name}" for name in data_buckets
+        ]
+        self._by_step = {
+            "ValidateRun": self._grant_validate_run,
+            "RecordRun": self._grant_record_run,
+            "LaunchInstance": self._grant_launch_instance,
+            "CheckInstance": self._grant_check_instance,
+            "BootstrapInstance": self._send_command,
+            "CheckBootstrap": self._grant_check_bootstrap,
+            "StartAgent": self._grant_start_agent,
+            "FinalizeRun": self._grant_finalize_run,
+            "PlanNextAttempt": self._grant_plan_next_attempt,
+            "ReleasePreviousAttempt": self._grant_release_previous_attempt,
+        }
 
     def _grant_validate_run(self, function: lambda_.Function) -> None:
         # HeadObject needs GetObject; ListBucket turns a missing key into 404 instead of 403.
@@ -237,30 +313,6 @@ class StepPermissions:
             + NO_RESOURCE_SCOPE,
         )
 
-    def _grant_send_command(self, function: lambda_.Function) -> None:
-        self._allow(
-            function,
-            "RunShellScript",
-            ["ssm:SendCommand"],
-            [
-                self._stack.format_arn(
-                    service="ssm",
-                    account="",
-                    resource="document",
-                    resource_name="AWS-RunShellScript",
-                )
-            ],
-        )
-        self._allow(
-            function,
-            "OnRunctlInstancesOnly",
-            ["ssm:SendCommand"],
-            [self._ec2_arn("instance")],
-            {"StringEquals": {f"ssm:resourceTag/{TAG_MANAGED}": "true"}},
-            wildcard_reason="instances are launched per run (ids unknown at deploy); only those "
-            f"tagged {TAG_MANAGED}=true (ssm:resourceTag condition)",
-        )
-
     def _grant_check_bootstrap(self, function: lambda_.Function) -> None:
         self._allow(
             function,
@@ -271,7 +323,7 @@ class StepPermissions:
         )
 
     def _grant_start_agent(self, function: lambda_.Function) -> None:
-        self._grant_send_command(function)
+        self._send_command(function)
         self._allow(
             function,
             "WriteAgentConfig",
@@ -292,13 +344,7 @@ class StepPermissions:
             wildcard_reason="terminates the attempt's instance (id known only at run time), and "
             f"only instances tagged {TAG_MANAGED}=true (aws:ResourceTag condition)",
         )
-        self._allow(
-            function,
-            "Describe",
-            ["ec2:DescribeInstances"],
-            ["*"],
-            wildcard_reason="ec2:DescribeInstances " + NO_RESOURCE_SCOPE,
-        )
+        self._describe_instances(function)
         self._allow(
             function,
             "ReadAttemptResult",
@@ -308,3 +354,79 @@ class StepPermissions:
             "and attempt",
         )
         self._read_write_runs_table(function)
+
+    def _grant_plan_next_attempt(self, function: lambda_.Function) -> None:
+        # The run record's budgets and the conditional advance to the next attempt.
+        self._update_run_record(function)
+        # A retryable Runctl.ScriptFailed is retried only on the exit codes the RunSpec lists,
+        # read from the attempt's result.json (lambdas/logic/next_attempt.py).
+        self._read_run_files(function, "runs/<run_id>/attempts/<n>/result.json")
+
+    def _grant_release_previous_attempt(self, function: lambda_.Function) -> None:
+        # Waits for runs/<id>/attempts/<n>/handoff.json (HeadObject), then ends attempt n.
+        self._read_run_files(function, "runs/<run_id>/attempts/<n>/handoff.json")
+        self._describe_instances(function)
+        self._terminate_runctl_instances(function, "the previous attempt's instance")
+
+
+class EventHandlerPermissions(FunctionPermissions):
+    """Grants each EVENT_HANDLERS function (by name) the calls its handler makes."""
+
+    def __init__(
+        self,
+        *,
+        bucket: s3.IBucket,
+        runs_table: dynamodb.ITable,
+        compute: Compute,
+        train_run: sfn.StateMachine,
+    ) -> None:
+        super().__init__(bucket=bucket, runs_table=runs_table, compute=compute)
+        self._train_run = train_run
+        self._by_step = {
+            "OnInstanceEvent": self._grant_on_instance_event,
+            "ReapOrphans": self._grant_reap_orphans,
+        }
+
+    def train_run_executions_arn(self) -> str:
+        """`arn:...:execution:<TrainRun's name>:*`. It references the state machine's Name, so
+        the reaper's policy depends on the state machine; nothing depends back on the reaper."""
+        return self._stack.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self._train_run.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _grant_on_instance_event(self, function: lambda_.Function) -> None:
+        # The rules cannot filter on tags: the handler reads the instance's runctl tags itself.
+        self._describe_instances(function)
+        # The run's attempt, status and task token; the CHECKPOINTING / lost transitions.
+        self._update_run_record(function)
+        self._allow(
+            function,
+            "FailTaskToken",
+            ["states:SendTaskFailure"],
+            ["*"],
+            wildcard_reason="states:SendTaskFailure " + NO_RESOURCE_SCOPE,
+        )
+        # Writes $RUNCTL_HOME/notice.json on the instance for a warning or rebalance.
+        self._send_command(function)
+
+    def _grant_reap_orphans(self, function: lambda_.Function) -> None:
+        self._describe_instances(function)
+        self._terminate_runctl_instances(function, "instances no live run owns")
+        self._allow(
+            function,
+            "ScanRuns",
+            ["dynamodb:Scan"],
+            [self._table.table_arn],
+        )
+        self._update_run_record(function)
+        self._allow(
+            function,
+            "StopOrphanedOrOverdueTrainRuns",
+            ["states:DescribeExecution", "states:StopExecution"],
+            [self.train_run_executions_arn()],
+            wildcard_reason="executions of the TrainRun state machine only (its name, then "
+            "'*' for the execution names, which are chosen per run at start time)",
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lambdas.env import LambdaEnv
-from lambdas.functions import TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
+from lambdas.functions import EVENT_HANDLERS, TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -23,10 +23,19 @@ def _function(synthesized, name):
     return synthesized.resource(synthesized.stack.orchestration.functions[name])
 
 
+def _all_functions(synthesized):
+    """Every runctl Lambda by registry name: the TrainRun steps and the event handlers."""
+    return {
+        **synthesized.stack.orchestration.functions,
+        **synthesized.stack.instance_events.functions,
+    }
+
+
 def _actions_by_step(synthesized):
-    """{step name: {action: [statements granting it]}} over each step function's role."""
+    """{function name: {action: [statements granting it]}} over each Lambda's role (the steps
+    and the event handlers: an action must not leak to either)."""
     by_step = {}
-    for name, function in synthesized.stack.orchestration.functions.items():
+    for name, function in _all_functions(synthesized).items():
         granted = {}
         for statement in synthesized.role_statements(function.role):
             for action in synthesized.listed(statement["Action"]):
@@ -91,14 +100,16 @@ def test_lambda_code_asset_holds_only_the_lambdas_package(synthesized):
     assert {name.split("/")[0] for name in files} == {"lambdas"}
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
     assert "lambdas/functions.py" in files
-    # And each step's handler module is in it (all steps share the one asset)
-    for step in TRAIN_RUN_STEPS:
+    # And each handler module is in it (all functions share the one asset)
+    for step in (*TRAIN_RUN_STEPS, *EVENT_HANDLERS):
         module = step.handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
         if (REPO_ROOT / module).exists():
             assert module in files
-    assert {_function(synthesized, name)["Properties"]["Code"]["S3Key"] for name in STEP_NAMES} == {
-        code["S3Key"]
-    }
+    # And every function, step or event handler, runs from that same asset
+    assert {
+        synthesized.resource(function)["Properties"]["Code"]["S3Key"]
+        for function in _all_functions(synthesized).values()
+    } == {code["S3Key"]}
 
 
 # --- least privilege ----------------------------------------------------------------------------
@@ -110,12 +121,31 @@ def test_lambda_code_asset_holds_only_the_lambdas_package(synthesized):
         ("ec2:RunInstances", {"LaunchInstance"}),
         ("iam:PassRole", {"LaunchInstance"}),
         ("ec2:CreateTags", {"LaunchInstance"}),
-        ("ec2:TerminateInstances", {"FinalizeRun"}),
-        ("ssm:SendCommand", {"BootstrapInstance", "StartAgent"}),
+        (
+            "ec2:TerminateInstances",
+            {"FinalizeRun", "ReleasePreviousAttempt", "ReapOrphans"},
+        ),
+        ("ssm:SendCommand", {"BootstrapInstance", "StartAgent", "OnInstanceEvent"}),
         ("ssm:GetCommandInvocation", {"CheckBootstrap"}),
         ("s3:PutObject", {"StartAgent"}),
+        ("s3:ListBucket", {"ValidateRun", "PlanNextAttempt", "ReleasePreviousAttempt"}),
         ("dynamodb:PutItem", {"RecordRun", "FinalizeRun"}),
-        ("dynamodb:UpdateItem", {"RecordRun", "LaunchInstance", "StartAgent", "FinalizeRun"}),
+        ("dynamodb:Scan", {"RecordRun", "FinalizeRun", "ReapOrphans"}),
+        (
+            "dynamodb:UpdateItem",
+            {
+                "RecordRun",
+                "LaunchInstance",
+                "StartAgent",
+                "FinalizeRun",
+                "PlanNextAttempt",
+                "OnInstanceEvent",
+                "ReapOrphans",
+            },
+        ),
+        ("states:SendTaskFailure", {"OnInstanceEvent"}),
+        ("states:StopExecution", {"ReapOrphans"}),
+        ("states:DescribeExecution", {"ReapOrphans"}),
     ],
 )
 def test_sensitive_actions_are_granted_only_to_the_steps_that_use_them(synthesized, action, steps):
@@ -124,7 +154,7 @@ def test_sensitive_actions_are_granted_only_to_the_steps_that_use_them(synthesiz
     assert {name for name, granted in by_step.items() if action in granted} == steps
 
 
-def test_no_step_role_grants_a_service_wide_action(synthesized):
+def test_no_function_role_grants_a_service_wide_action(synthesized):
     for name, granted in _actions_by_step(synthesized).items():
         assert not [action for action in granted if action == "*" or action.endswith(":*")], name
 
@@ -153,10 +183,13 @@ def test_pass_role_is_only_the_instance_role_and_only_to_ec2(synthesized):
             "ec2:CreateTags",
             {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
         ),
-        (
-            "FinalizeRun",
-            "ec2:TerminateInstances",
-            {"StringEquals": {"aws:ResourceTag/runctl:managed": "true"}},
+        *(
+            (
+                step,
+                "ec2:TerminateInstances",
+                {"StringEquals": {"aws:ResourceTag/runctl:managed": "true"}},
+            )
+            for step in ("FinalizeRun", "ReleasePreviousAttempt", "ReapOrphans")
         ),
     ],
 )
@@ -178,7 +211,7 @@ def test_instances_can_only_be_launched_with_imdsv2_required(synthesized):
     assert json.dumps(on_instances[0]["Resource"]).endswith(':instance/*"]]}')
 
 
-@pytest.mark.parametrize("step", ["BootstrapInstance", "StartAgent"])
+@pytest.mark.parametrize("step", ["BootstrapInstance", "StartAgent", "OnInstanceEvent"])
 def test_commands_go_only_to_runctl_instances_and_only_as_shell_scripts(synthesized, step):
     # Given the statements allowing ssm:SendCommand
     found = _actions_by_step(synthesized)[step]["ssm:SendCommand"]
