@@ -345,14 +345,8 @@ class StepPermissions(FunctionPermissions):
             f"only instances tagged {TAG_MANAGED}=true (aws:ResourceTag condition)",
         )
         self._describe_instances(function)
-        self._allow(
-            function,
-            "ReadAttemptResult",
-            ["s3:GetObject"],
-            [self._bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
-            wildcard_reason="reads runs/<run_id>/attempts/<n>/result.json, a key made per run "
-            "and attempt",
-        )
+        # result.json is missing after a failed launch or a lost instance: must read as 404.
+        self._read_run_files(function, "runs/<run_id>/attempts/<n>/result.json")
         self._read_write_runs_table(function)
 
     def _grant_plan_next_attempt(self, function: lambda_.Function) -> None:

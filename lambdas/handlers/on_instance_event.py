@@ -18,7 +18,7 @@ SPOT_NOTICE = timedelta(minutes=2)
 
 
 def instance_event(event: EventBridgeModel) -> InstanceEvent:
-    detail = event.detail
+    detail: dict[str, Any] = dict(event.detail)  # type: ignore[arg-type]  # EC2 sends an object
     action_time = None
     if event.detail_type == SPOT_WARNING:
         action_time = (event.time + SPOT_NOTICE).isoformat()

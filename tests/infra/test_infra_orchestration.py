@@ -128,7 +128,10 @@ def test_lambda_code_asset_holds_only_the_lambdas_package(synthesized):
         ("ssm:SendCommand", {"BootstrapInstance", "StartAgent", "OnInstanceEvent"}),
         ("ssm:GetCommandInvocation", {"CheckBootstrap"}),
         ("s3:PutObject", {"StartAgent"}),
-        ("s3:ListBucket", {"ValidateRun", "PlanNextAttempt", "ReleasePreviousAttempt"}),
+        (
+            "s3:ListBucket",
+            {"ValidateRun", "PlanNextAttempt", "ReleasePreviousAttempt", "FinalizeRun"},
+        ),
         ("dynamodb:PutItem", {"RecordRun", "FinalizeRun"}),
         ("dynamodb:Scan", {"RecordRun", "FinalizeRun", "ReapOrphans"}),
         (
