@@ -65,17 +65,25 @@ class EventDelivery:
             )
         )
 
+    def flush(self) -> None:
+        """Wait until every event sent so far was delivered."""
+        self._queue.join()
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
     def _work(self) -> None:
         while (event := self._queue.get()) is not None:
-            response = self.session.lambda_client.invoke(
-                FunctionName=self.session.stack.function_arns["OnInstanceEvent"],
-                Payload=json.dumps(event).encode(),
-            )
-            self.delivered.append((event, json.loads(response["Payload"].read() or b"{}")))
+            try:
+                response = self.session.lambda_client.invoke(
+                    FunctionName=self.session.stack.function_arns["OnInstanceEvent"],
+                    Payload=json.dumps(event).encode(),
+                )
+                self.delivered.append((event, json.loads(response["Payload"].read() or b"{}")))
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
 
 
 class FaultInjector:

@@ -1,0 +1,237 @@
+"""The fault matrix, in local mode: each run must end as it should, resume from the newest
+complete checkpoint (no step lost beyond it, none repeated from an older one), and leave no
+instance running."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lambdas.constants import attempt_prefix, handoff_key
+from lambdas.models.run_record import EndReason, RunRecord, RunStatus
+from runctl.local.deploy import LocalSettings
+from runctl.local.faults import Fault, ec2_event
+from runctl.local.session import LocalSession, RunOutcome
+from runctl.packaging import package_directory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+
+# A short spot notice (AWS: 120 s) keeps the matrix quick; the protocol is the same.
+FAULT_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=20, spot_notice_seconds=6)
+
+# Counts steps, checkpoints every `every` steps (temp name, then rename), checkpoints on SIGTERM
+# unless told to ignore it, reports each step with its attempt.
+STEP_SCRIPT = """
+import json, os, pathlib, signal, sys, time
+hp = json.loads(os.environ["RUNCTL_HPARAMS"])
+ckpt = pathlib.Path(os.environ["RUNCTL_CHECKPOINT_DIR"])
+attempt = int(os.environ["RUNCTL_ATTEMPT"])
+step = 0
+if os.environ.get("RUNCTL_RESUME_FROM"):
+    step = json.loads(pathlib.Path(os.environ["RUNCTL_RESUME_FROM"]).read_text())["step"]
+
+def save():
+    tmp = ckpt / f".ckpt-{step:05d}.tmp"
+    tmp.write_text(json.dumps({"step": step}))
+    tmp.rename(ckpt / f"ckpt-{step:05d}.json")
+
+def on_term(*_):
+    if hp.get("ignore_sigterm"):
+        return
+    if hp.get("every"):
+        save()
+    sys.exit(143)
+
+signal.signal(signal.SIGTERM, on_term)
+while step < hp["steps"]:
+    step += 1
+    print("RUNCTL_METRIC " + json.dumps({"step": step, "attempt": attempt}), flush=True)
+    if hp.get("every") and step % hp["every"] == 0:
+        save()
+    time.sleep(hp.get("step_seconds", 0.05))
+pathlib.Path(os.environ["RUNCTL_OUTPUT_DIR"], "done.json").write_text(json.dumps({"step": step}))
+"""
+
+
+@pytest.fixture(scope="module")
+def fault_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
+    with LocalSession(tmp_path_factory.mktemp("runctl-faults"), FAULT_SETTINGS) as session:
+        yield session
+
+
+class FaultRun:
+    def __init__(self, session: LocalSession, tmp_path: Path) -> None:
+        self.session = session
+        self.tmp_path = tmp_path
+        self.interruptions: dict[str, object] = {}
+
+    def start(self, faults: list[Fault], **hparams: object) -> str:
+        project = self.tmp_path / "project"
+        project.mkdir(exist_ok=True)
+        (project / "train.py").write_text(STEP_SCRIPT)
+        package = package_directory(project)
+        code_uri, _ = self.session.upload_code(package)
+        spec = {
+            "code": {"s3_uri": code_uri, "sha256": package.sha256},
+            "entry_point": "train.py",
+            "hyperparameters": {"steps": 120, "every": 10, **hparams},
+            "interruptions": self.interruptions,
+        }
+        return self.session.start(spec, faults=faults)
+
+    def run(self, faults: list[Fault], **hparams: object) -> RunOutcome:
+        return self.session.wait(self.start(faults, **hparams), timeout_seconds=240)
+
+    def steps(self, run_id: str, attempt: int) -> list[int]:
+        """The steps an attempt reported, in order."""
+        key = attempt_prefix(run_id, attempt) + "metrics.jsonl"
+        body = self.session.s3.get_object(Bucket=self.session.stack.bucket, Key=key)["Body"]
+        return [json.loads(line)["step"] for line in body.read().decode().splitlines() if line]
+
+    def handoff(self, run_id: str, attempt: int) -> dict:
+        body = self.session.s3.get_object(
+            Bucket=self.session.stack.bucket, Key=handoff_key(run_id, attempt)
+        )["Body"]
+        return json.loads(body.read())
+
+    def assert_no_instance_left(self, run_id: str) -> None:
+        live = set(self.session.live_instances()) & self.session.run_instance_ids(run_id)
+        assert live == set()
+        for instance_id in self.session.run_instance_ids(run_id):
+            assert self.session.emulator.fleet.get(instance_id).processes() == []
+
+
+@pytest.fixture
+def faults(fault_session: LocalSession, tmp_path: Path) -> FaultRun:
+    return FaultRun(fault_session, tmp_path)
+
+
+def _wait_until(
+    session: LocalSession, run_id: str, condition: Callable[[RunRecord], bool]
+) -> RunRecord:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        record = session.table.get(run_id)
+        if record is not None and condition(record):
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never reached the expected state")
+
+
+def _reasons(outcome: RunOutcome) -> list[str | None]:
+    attempts = outcome.record.attempts
+    return [attempts[str(n)].end_reason for n in sorted(map(int, attempts))]
+
+
+def test_interruption_during_training_resumes_from_the_newest_checkpoint(faults):
+    # Given a run that is interrupted while it trains
+    outcome = faults.run([Fault("interrupt", 4)])
+
+    # Then it succeeds on a second attempt, and says why the first one stopped
+    record = outcome.record
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert record.attempt == 2
+    assert _reasons(outcome)[0] is EndReason.SPOT_INTERRUPTED
+    # And attempt 2 starts right after the checkpoint attempt 1 handed off (none lost, none redone)
+    handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
+    first, second = faults.steps(outcome.run_id, 1), faults.steps(outcome.run_id, 2)
+    assert handed["step"] == max(first)  # checkpointed on SIGTERM, where it stopped
+    assert second[0] == handed["step"] + 1
+    assert second[-1] == 120
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_two_interruptions_in_a_row_resume_twice(faults):
+    outcome = faults.run([Fault("interrupt", 4), Fault("interrupt", 11)])
+
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert outcome.record.attempt == 3
+    assert _reasons(outcome)[:2] == [EndReason.SPOT_INTERRUPTED, EndReason.SPOT_INTERRUPTED]
+    for attempt in (2, 3):
+        handed = faults.handoff(outcome.run_id, attempt - 1)["checkpoint"]
+        assert faults.steps(outcome.run_id, attempt)[0] == handed["step"] + 1
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_lost_instance_without_warning_resumes_from_the_last_periodic_checkpoint(faults):
+    # Given an instance that disappears with no notice (no SIGTERM, no final checkpoint)
+    outcome = faults.run([Fault("kill", 4)])
+
+    # Then the next attempt starts after the last checkpoint that reached S3 (a multiple of 10)
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert _reasons(outcome)[0] is EndReason.INSTANCE_LOST
+    resumed_at = faults.steps(outcome.run_id, 2)[0] - 1
+    assert resumed_at % 10 == 0
+    assert resumed_at <= max(faults.steps(outcome.run_id, 1))
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_script_that_ignores_sigterm_is_killed_and_resumes_from_its_last_checkpoint(faults):
+    outcome = faults.run([Fault("interrupt", 4)], ignore_sigterm=True)
+
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
+    assert handed["step"] % 10 == 0  # only periodic checkpoints exist
+    assert faults.steps(outcome.run_id, 2)[0] == handed["step"] + 1
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_script_that_never_checkpoints_restarts_from_scratch(faults):
+    outcome = faults.run([Fault("interrupt", 4)], every=0, steps=60)
+
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert faults.handoff(outcome.run_id, 1)["checkpoint"] is None
+    assert faults.steps(outcome.run_id, 2)[0] == 1
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
+    faults.interruptions = {"max_interruptions": 1}
+    outcome = faults.run([Fault("interrupt", 4), Fault("interrupt", 11)])
+
+    assert outcome.record.status is RunStatus.FAILED
+    assert outcome.error == "Runctl.SpotInterrupted"
+    assert "interruption budget exhausted (1 of 1)" in outcome.record.error
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_duplicate_warning_resumes_once(faults, fault_session):
+    # Given a warning that EventBridge delivers twice (and the IMDS notice as well)
+    run_id = faults.start([Fault("interrupt", 4)])
+    record = _wait_until(fault_session, run_id, lambda r: r.attempt == 2)
+    old = record.attempts["1"].instance_id
+    event = ec2_event(
+        "EC2 Spot Instance Interruption Warning", old, {"instance-action": "terminate"}
+    )
+    fault_session.events.send(event)
+    outcome = fault_session.wait(run_id, timeout_seconds=240)
+
+    # Then there is exactly one replacement
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert outcome.record.attempt == 2
+    assert len(fault_session.run_instance_ids(run_id)) == 2
+    faults.assert_no_instance_left(run_id)
+
+
+def test_warning_after_the_run_finished_changes_nothing(faults, fault_session):
+    outcome = faults.run([], steps=10)
+    instance_id = outcome.record.attempts["1"].instance_id
+    before = fault_session.table.get(outcome.run_id)
+
+    fault_session.events.send(
+        ec2_event(
+            "EC2 Spot Instance Interruption Warning", instance_id, {"instance-action": "terminate"}
+        )
+    )
+    fault_session.events.send(
+        ec2_event("EC2 Instance State-change Notification", instance_id, {"state": "terminated"})
+    )
+    fault_session.events.flush()
+
+    assert fault_session.table.get(outcome.run_id) == before
+    actions = [reply.get("action", "") for _, reply in fault_session.events.delivered[-2:]]
+    assert all(action.startswith("ignored") for action in actions), actions
