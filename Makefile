@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast lint synth schema clean
+.PHONY: demo test test-fast lint synth bench schema clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(STAMP)
 
 synth: $(STAMP) $(NODE_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet
+
+## Measured figures (interruption latency, state transitions), printed and written to bench/results.json.
+bench: $(STAMP)
+	$(PY) bench/run.py
 
 ## Regenerate the published RunSpec JSON Schema.
 schema: $(STAMP)

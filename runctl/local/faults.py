@@ -93,7 +93,7 @@ class FaultInjector:
         self.session = session
         self.run_id = run_id
         self.faults = sorted(faults, key=lambda fault: fault.after_seconds)
-        self.applied: list[tuple[Fault, str]] = []
+        self.applied: list[tuple[Fault, str, datetime]] = []  # fault, instance, when
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._work, daemon=True)
@@ -114,7 +114,7 @@ class FaultInjector:
             instance = self._current_instance()
             if instance is None:
                 return
-            self.applied.append((fault, instance.instance_id))
+            self.applied.append((fault, instance.instance_id, datetime.now(UTC)))
             getattr(self, f"_{fault.kind}")(instance)
 
     def _current_instance(self) -> LocalInstance | None:

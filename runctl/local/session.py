@@ -141,7 +141,7 @@ class LocalSession:
             time.sleep(poll_seconds)
         follower.poll()
         if run_id in self.injectors:
-            self.injectors.pop(run_id).stop()
+            self.injectors[run_id].stop()
         record = self.table.get(run_id)
         outputs_dir = self._download_outputs(run_id) if record else None
         outcome = RunOutcome(

@@ -1,0 +1,152 @@
+"""Measured figures for interruption handling, in local mode (`make bench`).
+
+- warning -> checkpoint durable: from the spot warning to the interrupted attempt's handoff (its
+  newest checkpoint and latest.json are in S3 by then);
+- warning -> training resumed: from the warning to the next attempt's first training step
+  (local instances boot at once, so this excludes EC2's boot time);
+- state transitions per run with 0, 1 and 5 interruptions, and what a week would cost.
+Prints a table and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from lambdas.constants import handoff_key, log_stream_name
+from runctl.local.deploy import LocalSettings
+from runctl.local.faults import Fault
+from runctl.local.session import LocalSession
+from runctl.packaging import package_directory
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+SCRIPT = """
+import json, os, pathlib, signal, sys, time
+ckpt = pathlib.Path(os.environ["RUNCTL_CHECKPOINT_DIR"])
+step = 0
+if os.environ.get("RUNCTL_RESUME_FROM"):
+    step = json.loads(pathlib.Path(os.environ["RUNCTL_RESUME_FROM"]).read_text())["step"]
+def save():
+    tmp = ckpt / f".c-{step}.tmp"; tmp.write_text(json.dumps({"step": step}))
+    tmp.rename(ckpt / f"ckpt-{step:06d}.json")
+signal.signal(signal.SIGTERM, lambda *a: (save(), sys.exit(143)))
+steps = json.loads(os.environ["RUNCTL_HPARAMS"])["steps"]
+while step < steps:
+    step += 1
+    print("RUNCTL_METRIC " + json.dumps({"step": step}), flush=True)
+    if step % 20 == 0:
+        save()
+    time.sleep(0.05)
+"""
+
+
+def _history_counts(session: LocalSession, run_id: str) -> tuple[int, int]:
+    """(history events, states entered) of the run's execution."""
+    events, token = [], None
+    while True:
+        kwargs = {"executionArn": session.execution_arn(run_id), "maxResults": 1000}
+        if token:
+            kwargs["nextToken"] = token
+        page = session.sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    entered = sum(1 for event in events if event["type"].endswith("StateEntered"))
+    return len(events), entered
+
+
+def _first_step_time(session: LocalSession, run_id: str, attempt: int) -> datetime | None:
+    events = session.logs.get_log_events(
+        logGroupName=session.stack.log_group,
+        logStreamName=log_stream_name(run_id, attempt),
+        startFromHead=True,
+    )["events"]
+    for event in events:
+        if event["message"].startswith("RUNCTL_METRIC"):
+            return datetime.fromtimestamp(event["timestamp"] / 1000).astimezone()
+    return None
+
+
+def main() -> None:
+    settings = LocalSettings(poll_seconds=1, heartbeat_seconds=20, spot_notice_seconds=6)
+    with tempfile.TemporaryDirectory() as scratch, LocalSession(Path(scratch), settings) as session:
+        project = Path(scratch) / "project"
+        project.mkdir()
+        (project / "train.py").write_text(SCRIPT)
+        package = package_directory(project)
+        code_uri, _ = session.upload_code(package)
+
+        def run(interruptions: int) -> tuple[str, list]:
+            faults = [Fault("interrupt", 4 + 9 * index) for index in range(interruptions)]
+            spec = {
+                "code": {"s3_uri": code_uri, "sha256": package.sha256},
+                "entry_point": "train.py",
+                "hyperparameters": {"steps": 200 + 180 * interruptions},
+            }
+            run_id = session.start(spec, faults=faults)
+            outcome = session.wait(run_id, timeout_seconds=600)
+            assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+            return run_id, session.injectors.pop(run_id).applied if faults else []
+
+        durable, resumed, transitions = [], [], {}
+        for count in (0, 1, 5):
+            run_id, applied = run(count)
+            events, entered = _history_counts(session, run_id)
+            transitions[count] = {"history_events": events, "states_entered": entered}
+            for attempt, (_, _, warned) in enumerate(applied, start=1):
+                body = session.s3.get_object(
+                    Bucket=session.stack.bucket, Key=handoff_key(run_id, attempt)
+                )["Body"].read()
+                completed = datetime.fromisoformat(json.loads(body)["completed_at"])
+                durable.append((completed - warned).total_seconds())
+                started = _first_step_time(session, run_id, attempt + 1)
+                if started is not None:
+                    resumed.append((started - warned).total_seconds())
+
+    per_interruption = (transitions[5]["history_events"] - transitions[0]["history_events"]) / 5
+    results = {
+        "warning_to_checkpoint_durable_seconds": {
+            "median": statistics.median(durable),
+            "max": max(durable),
+            "samples": len(durable),
+        },
+        "warning_to_training_resumed_seconds": {
+            "median": statistics.median(resumed),
+            "max": max(resumed),
+            "samples": len(resumed),
+        },
+        "state_transitions": transitions,
+        "history_events_per_interruption": per_interruption,
+        "week_with_an_interruption_every_hour": {
+            "history_events": transitions[0]["history_events"] + per_interruption * 24 * 7,
+            "limit": 25_000,
+        },
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'figure':<48} value")
+    print(
+        f"{'warning -> checkpoint durable (median, max)':<48} "
+        f"{results['warning_to_checkpoint_durable_seconds']['median']:.2f} s, "
+        f"{results['warning_to_checkpoint_durable_seconds']['max']:.2f} s"
+    )
+    print(
+        f"{'warning -> training resumed (median, max)':<48} "
+        f"{results['warning_to_training_resumed_seconds']['median']:.2f} s, "
+        f"{results['warning_to_training_resumed_seconds']['max']:.2f} s"
+    )
+    for count, figures in transitions.items():
+        print(
+            f"{f'history events / states entered, {count} interruptions':<48} "
+            f"{figures['history_events']} / {figures['states_entered']}"
+        )
+    week = results["week_with_an_interruption_every_hour"]["history_events"]
+    print(f"{'a week, interrupted every hour (history events)':<48} {week:.0f} of 25,000")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
