@@ -412,3 +412,53 @@ def instances_of(aws: AwsClients) -> Callable[[str], list[dict[str, Any]]]:
         return [instance for reservation in reservations for instance in reservation["Instances"]]
 
     return find
+
+
+# ---------------------------------------------------------------- resume (issue #3)
+
+
+@pytest.fixture
+def set_record_fields(aws: AwsClients) -> Callable[..., None]:
+    """Overwrite top-level fields of a run item, as the agent or a cancel would (no conditions)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+
+    def update(run_id: str, **fields: Any) -> None:
+        aws.dynamodb.update_item(
+            TableName=TABLE_NAME,
+            Key={"run_id": {"S": run_id}},
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames={f"#k{i}": name for i, name in enumerate(fields)},
+            ExpressionAttributeValues={
+                f":v{i}": serializer.serialize(value) for i, value in enumerate(fields.values())
+            },
+        )
+
+    return update
+
+
+@pytest.fixture
+def interrupt_and_relaunch(
+    invoke: Callable[..., Any], clock: Clock, lambda_environment: dict[str, str]
+) -> Callable[..., tuple[dict, dict]]:
+    """PlanNextAttempt after a spot warning on `instance`, then LaunchInstance for the next
+    attempt: returns (the plan, the next attempt's `$.instance`)."""
+    from lambdas.handlers import plan_next_attempt
+
+    def run(run: dict[str, Any], instance: dict[str, Any]) -> tuple[dict, dict]:
+        cause = json.dumps({"reason": "spot-interrupted"})
+        plan = dict(
+            invoke(
+                plan_next_attempt,
+                {
+                    "run": run,
+                    "instance": instance,
+                    "error": {"Error": "Runctl.Interrupted", "Cause": cause},
+                },
+            )
+        )
+        assert plan["resume"] is True, plan
+        return plan, dict(invoke(launch_instance, {"run": plan["run"]}))
+
+    return run
