@@ -24,6 +24,9 @@ class LambdaEnv(BaseModel):
     )
     INSTANCE_READY_TIMEOUT_SECONDS: int = 600
     BOOTSTRAP_TIMEOUT_SECONDS: int = 900
+    REAPER_GRACE_SECONDS: int = Field(
+        default=600, description="the reaper leaves younger instances alone: not yet recorded"
+    )
 
     @field_validator("DEFAULT_INSTANCE_TYPES", "SUBNET_IDS", mode="before")
     @classmethod

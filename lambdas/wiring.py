@@ -28,6 +28,10 @@ def s3() -> Any:
     return aws_client("s3")
 
 
+def sfn() -> Any:
+    return aws_client("stepfunctions")
+
+
 def region() -> str:
     return str(aws_client("ssm").meta.region_name)
 

@@ -66,6 +66,23 @@ class RunsTable:
         item = response.get("Item")
         return RunRecord.model_validate(_from_dynamo(item)) if item else None
 
+    def live_runs(self) -> list[RunRecord]:
+        """Every run not yet final. A filtered Scan reads the whole table: fine at the scale of
+        one team's runs; a status index would be the next step if the table grew large."""
+        values = {f":f{index}": _to_dynamo(value) for index, value in enumerate(_FINAL)}
+        final_list = ", ".join(values)
+        paginator = self.client.get_paginator("scan")
+        found: list[RunRecord] = []
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            FilterExpression=f"NOT #status IN ({final_list})",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+        ):
+            found.extend(RunRecord.model_validate(_from_dynamo(item)) for item in page["Items"])
+        return found
+
     def create(self, run: RunContext, now: str) -> RunRecord:
         """Record a new PENDING run; a retry by the same execution is a no-op."""
         record = RunRecord(

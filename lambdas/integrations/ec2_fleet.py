@@ -19,6 +19,8 @@ IMAGE_PARAMETERS = {
     ),
 }
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+# States an instance can still cost money from and be terminated in (shutting-down is on its way).
+REAPABLE_STATES = ["pending", "running", "stopping", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,16 @@ class LaunchedInstance:
     market: str
     state: str
     launch_time: datetime
+
+
+@dataclass(frozen=True)
+class ManagedInstance:
+    """A runctl-tagged instance as the reaper sees it: its tags say which run and attempt."""
+
+    instance_id: str
+    state: str
+    launch_time: datetime
+    tags: dict[str, str]
 
 
 def _launched(instance: dict[str, Any]) -> LaunchedInstance:
@@ -95,6 +107,26 @@ class Ec2Fleet:
         for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
             for reservation in page["Reservations"]:
                 found.extend(_launched(item) for item in reservation["Instances"])
+        return found
+
+    def managed_instances(self) -> list[ManagedInstance]:
+        """Every pending, running, stopping or stopped instance tagged runctl:managed=true."""
+        filters = [
+            {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
+            {"Name": "instance-state-name", "Values": REAPABLE_STATES},
+        ]
+        found: list[ManagedInstance] = []
+        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page["Reservations"]:
+                found.extend(
+                    ManagedInstance(
+                        instance_id=item["InstanceId"],
+                        state=item["State"]["Name"],
+                        launch_time=item["LaunchTime"],
+                        tags={tag["Key"]: tag["Value"] for tag in item.get("Tags", [])},
+                    )
+                    for item in reservation["Instances"]
+                )
         return found
 
     def run_instance(self, request: dict[str, Any]) -> LaunchedInstance:
