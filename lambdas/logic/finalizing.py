@@ -35,7 +35,7 @@ END_REASON_BY_ERROR = {
     "InstanceLost": EndReason.INSTANCE_LOST,
     "BootstrapFailed": EndReason.BOOTSTRAP_FAILED,
     ERROR_INSTANCE_LOST: EndReason.INSTANCE_LOST,
-    ERROR_INTERRUPTED: EndReason.SPOT_INTERRUPTED,  # or rebalance: PlanNextAttempt says which
+    ERROR_INTERRUPTED: EndReason.SPOT_INTERRUPTED,  # or rebalance: the cause says which
 }
 STDERR_TAIL_CHARS = 4096
 
@@ -60,6 +60,8 @@ def decide_outcome(
         return Outcome(RunStatus.FAILED, reason, error_name(reason), "finalized without a result")
     name = step_error_name(request, attempt_seconds)
     reason = END_REASON_BY_ERROR.get(name, EndReason.INTERNAL_ERROR)
+    if name == ERROR_INTERRUPTED:
+        reason = interruption_reason(request.error.Cause)
     if request.next is not None and request.next.reason:
         reason = EndReason(request.next.reason)
     return Outcome(RunStatus.FAILED, reason, error_name(reason), _cause(name, request, result))
@@ -106,14 +108,26 @@ def _error_cause(name: str, request: FinalizeInput, result: AgentResult | None) 
     if name == ERROR_AGENT_FAILED and result is not None and result.message:
         return f"agent failed: {result.message}"
     if name == ERROR_INTERRUPTED:
-        kind = request.next.reason if request.next else "spot-interrupted"
-        return f"the instance was taken back ({kind})"
+        # The agent's cause says which; the plan's reason may be another (limit-exceeded).
+        kind = interruption_reason(request.error.Cause if request.error else None)
+        return f"the instance was taken back ({kind.value})"
     if name in {"States.HeartbeatTimeout", ERROR_INSTANCE_LOST}:
         return "no heartbeat from the agent: the instance or its agent is gone"
     if name == "States.Timeout":
         limit = request.run.spec.limits.max_runtime_seconds
         return f"the run exceeded its max runtime of {limit} s"
     return _readable_cause(request.error.Cause if request.error else None) or name
+
+
+def interruption_reason(cause: str | None) -> EndReason:
+    """Runctl.Interrupted's cause is JSON {"reason": "spot-interrupted"|"rebalance", ...}."""
+    try:
+        reason = json.loads(cause or "{}").get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return (
+        EndReason.REBALANCE if reason == EndReason.REBALANCE.value else EndReason.SPOT_INTERRUPTED
+    )
 
 
 def _readable_cause(cause: str | None) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from lambdas.constants import ERROR_INSTANCE_LOST, ERROR_INTERRUPTED, ERROR_SCRIPT_FAILED
 from lambdas.dal.runs_table import RunsTable
-from lambdas.logic.finalizing import attempt_seconds, read_agent_result, step_error_name
+from lambdas.logic.finalizing import (
+    attempt_seconds,
+    interruption_reason,
+    read_agent_result,
+    step_error_name,
+)
 from lambdas.logic.validation import TRAIN_TIMEOUT_MARGIN_SECONDS
 from lambdas.models.run_record import EndReason, RunRecord
 from lambdas.models.steps import (
@@ -29,22 +33,12 @@ def attempt_end_reason(request: FinalizeInput, seconds: float | None) -> EndReas
     assert request.error is not None
     name = step_error_name(request, seconds)
     if name == ERROR_INTERRUPTED:
-        return _interruption_reason(request.error.Cause)
+        return interruption_reason(request.error.Cause)
     if name in LOST_INSTANCE_ERRORS:
         return EndReason.INSTANCE_LOST
     if name == ERROR_SCRIPT_FAILED:
         return EndReason.SCRIPT_FAILED
     return None
-
-
-def _interruption_reason(cause: str | None) -> EndReason:
-    try:
-        reason = json.loads(cause or "{}").get("reason")
-    except (ValueError, AttributeError):
-        reason = None
-    return (
-        EndReason.REBALANCE if reason == EndReason.REBALANCE.value else (EndReason.SPOT_INTERRUPTED)
-    )
 
 
 def _count(record: RunRecord, reasons: frozenset[EndReason]) -> int:

@@ -10,6 +10,7 @@ import pytest
 from lambdas.handlers import finalize_run, launch_instance, plan_next_attempt
 
 INTERRUPTED = {"Error": "Runctl.Interrupted", "Cause": json.dumps({"reason": "spot-interrupted"})}
+REBALANCE = {"Error": "Runctl.Interrupted", "Cause": json.dumps({"reason": "rebalance"})}
 
 
 @pytest.fixture
@@ -82,15 +83,31 @@ def test_given_no_runtime_left_when_finalized_then_limit_exceeded_with_the_detai
     run = record(make_run_context(limits={"max_runtime_seconds": 3600}))
     instance = dict(invoke(launch_instance, {"run": run}))
     clock.advance(3600)
-    refused = plan(run, instance, INTERRUPTED)
+    refused = plan(run, instance, REBALANCE)
 
-    output = finalize({"run": run, "instance": instance, "error": INTERRUPTED, "next": refused})
+    output = finalize({"run": run, "instance": instance, "error": REBALANCE, "next": refused})
 
     assert (output["end_reason"], output["error"]) == ("limit-exceeded", "Runctl.LimitExceeded")
-    assert output["cause"].endswith("; no runtime left")
+    # The kind of interruption is the agent's, not the plan's reason.
+    assert output["cause"] == "the instance was taken back (rebalance); no runtime left"
     item = read_record("run-1")
     assert (item["status"], item["end_reason"]) == ("FAILED", "limit-exceeded")
-    assert item["error"].endswith("; no runtime left")
+    assert item["error"] == output["cause"]
+
+
+def test_given_plan_failed_after_a_rebalance_when_finalized_then_end_reason_is_rebalance(
+    finalize, recorded_run, launched, read_record
+):
+    # PlanNextAttempt's Catch: $.plan_error is set and there is no $.next.
+    plan_error = {"Error": "Lambda.Unknown", "Cause": "the Lambda timed out"}
+
+    output = finalize(
+        {"run": recorded_run, "instance": launched, "error": REBALANCE, "plan_error": plan_error}
+    )
+
+    assert (output["end_reason"], output["error"]) == ("rebalance", "Runctl.Rebalance")
+    assert output["cause"] == "the instance was taken back (rebalance)"
+    assert read_record("run-1")["end_reason"] == "rebalance"
 
 
 def test_given_exit_code_not_retried_when_finalized_then_script_failed_with_the_detail(
