@@ -1,4 +1,14 @@
-"""One attempt from start to end: stage, run the script, upload, report, end the task token."""
+"""One attempt from start to end: stage, resume, run the script, upload, report, end the task token.
+
+An interruption notice (notices.py) may come at any time; AttemptEnding decides, once, whether the
+attempt ends by it or by itself. On a spot warning (or a rebalance with `rebalance: migrate`) the
+agent follows the contract in docs/architecture.md ("Interruptions and resume"), in this order:
+run item CHECKPOINTING; the task failed at once with Runctl.Interrupted (no heartbeat after it);
+SIGTERM to the script's group, SIGKILL after the grace period; the final checkpoint sync, newest
+first, latest.json after its upload; result.json (outcome "interrupted", no outputs uploaded);
+handoff.json; the logs flushed. Steps 1-3 run in the notice thread, the rest in the main thread
+once the script has exited.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +16,44 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from . import imds
 from .checkpoints import CheckpointSync, newest_checkpoint_manifest
-from .clock import utc_now_iso
-from .config import AgentConfig
+from .clock import utc_now, utc_now_iso
+from .config import REBALANCE_CHECKPOINT, AgentConfig
+from .ending import AttemptEnding
 from .errors import AgentError
 from .layout import log_stream_name, logs_prefix, metrics_key, outputs_prefix, s3_uri
 from .logs import AgentLogHandler, CloudWatchSink, ScriptLogs
 from .metrics import MetricsRecorder
+from .notices import NOTICE_FILE, REBALANCE, Notice, NoticeWatcher, stop_wait_seconds
 from .outputs import upload_outputs
 from .periodic import PeriodicThread
-from .result import AGENT_FAILED, SCRIPT_FAILED, SUCCEEDED, AgentResult, write_result
-from .run_record import RUNNING, STAGING, RunRecord
+from .result import (
+    AGENT_FAILED,
+    ERROR_INTERRUPTED,
+    INTERRUPTED,
+    SCRIPT_FAILED,
+    SUCCEEDED,
+    AgentResult,
+    write_handoff,
+    write_result,
+)
+from .resume import Restored, restore_latest_checkpoint
+from .run_record import CHECKPOINTING, RUNNING, STAGING, RunRecord
 from .script import (
     build_argv,
     build_env,
     check_runnable,
     exit_code_of,
     kill_group,
+    signal_script,
+    sigusr1_opted_in,
     start_script,
 )
 from .session import ScriptSession
@@ -37,6 +64,10 @@ from .workdir import WorkDirs
 
 logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = logging.getLogger(__name__.split(".")[0])
+# How long the main thread waits for the notice thread's first two steps (status, task failure)
+# before it writes result.json and handoff.json; each is one AWS call with retries.
+_NOTICE_STEPS_TIMEOUT = 60.0
+_DEFAULT_IMDS = object()
 
 
 @dataclass(frozen=True)
@@ -49,6 +80,7 @@ class Intervals:
     metrics_update: float = 10.0  # latest_metrics on the run item
     heartbeat: float | None = None  # default: a third of the config's heartbeat_seconds
     pipe_grace: float = 10.0  # after the script exits, for its output to drain
+    imds_poll: float = 2.0  # interruption notices: IMDS and $RUNCTL_HOME/notice.json
 
 
 @dataclass(frozen=True)
@@ -69,25 +101,38 @@ class Clients:
 
 
 class AttemptRunner:
-    """Runs one attempt; run() always writes result.json and ends the task token."""
+    """Runs one attempt; run() always writes result.json and ends the task token (once)."""
 
     def __init__(
-        self, config: AgentConfig, clients: Clients, home: Path, intervals: Intervals
+        self,
+        config: AgentConfig,
+        clients: Clients,
+        home: Path,
+        intervals: Intervals,
+        imds_client: Any = _DEFAULT_IMDS,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.config = config
         self.clients = clients
         self.home = home
         self.intervals = intervals
+        self.now = now
+        self.imds_client = _default_imds() if imds_client is _DEFAULT_IMDS else imds_client
         self.token = TaskToken(clients.stepfunctions, config.task_token)
         self.record = RunRecord(clients.dynamodb, config.table_name, config.run_id, config.attempt)
         self.sink = CloudWatchSink(
             clients.logs, config.log_group, log_stream_name(config.run_id, config.attempt)
         )
+        self.ending = AttemptEnding()
         self.started_at = utc_now_iso()
         self.process: subprocess.Popen[bytes] | None = None
         self.output: ScriptOutput | None = None
         self.metrics: MetricsRecorder | None = None
+        self.checkpoints: CheckpointSync | None = None
+        self.restored: Restored | None = None
         self.returncode: int | None = None
+        self._checkpoint_thread: PeriodicThread | None = None
+        self._notice_steps_done = threading.Event()
         self._pushed_metrics_version = 0
 
     def run(self) -> AgentResult:
@@ -96,18 +141,22 @@ class AttemptRunner:
         beat = self.intervals.heartbeat or heartbeat_interval(self.config.heartbeat_seconds)
         flusher = PeriodicThread("log-flush", self.intervals.log_flush, self.sink.flush)
         heartbeat = PeriodicThread("heartbeat", beat, self.token.heartbeat, run_first=True)
+        watcher = NoticeWatcher(self.home / NOTICE_FILE, self.imds_client, self._on_notice)
+        notices = PeriodicThread("notices", self.intervals.imds_poll, watcher.poll, run_first=True)
         flusher.start()
         heartbeat.start()
+        notices.start()
         try:
             try:
                 result = self._run()
             except Exception as error:  # whatever broke, the token must still be ended
                 logger.exception("the agent failed during attempt %s", self.config.attempt)
-                result = self._agent_failure(_describe(error))
+                result = self._after_agent_error(_describe(error))
             heartbeat.stop()
             self.sink.flush()  # the traceback reaches CloudWatch before the instance may go
             self._report(result)
         finally:
+            notices.stop()
             heartbeat.stop()
             flusher.stop()
             _PACKAGE_LOGGER.removeHandler(handler)
@@ -119,55 +168,211 @@ class AttemptRunner:
         dirs = WorkDirs.create(self.home, config.run_id, config.attempt)
         self.record.set_status(STAGING)
         stage_code(self.clients.s3, spec.code_uri, spec.code_sha256, dirs.code, dirs.scratch)
+        checkpoints = CheckpointSync(
+            self.clients.s3, config.bucket, config.run_id, config.attempt, dirs.checkpoints
+        )
+        self.checkpoints = checkpoints
+        if self.ending.interrupted:  # staging can be long: skip what is left of it
+            return self._finish_interrupted()
         stage_data(self.clients.s3, spec.data, dirs.data)
-        self._note_previous_checkpoint()
+        if self.ending.interrupted:
+            return self._finish_interrupted()
+        self._resume(checkpoints, dirs)
 
         argv = build_argv(spec)
-        env = build_env(dict(os.environ), spec, config.run_id, config.attempt, dirs)
+        resume_from = self.restored.local_path if self.restored is not None else None
+        env = build_env(dict(os.environ), spec, config.run_id, config.attempt, dirs, resume_from)
         check_runnable(argv, dirs.code, env)
         logs = ScriptLogs(dirs.logs)
         self.metrics = MetricsRecorder(dirs.logs / "metrics.jsonl")
         self.output = ScriptOutput(logs, self.sink, self.metrics)
-        checkpoints = CheckpointSync(
-            self.clients.s3, config.bucket, config.run_id, config.attempt, dirs.checkpoints
-        )
-        self.process = start_script(argv, dirs.code, env)
-        logger.info("started %s (pid %d)", spec.entry_point, self.process.pid)
-        self.record.set_status(RUNNING)
-
         periodic = [
             PeriodicThread("checkpoints", self.intervals.checkpoint_sync, checkpoints.sync),
             PeriodicThread("log-copies", self.intervals.upload_copies, self._upload_copies),
             PeriodicThread("metrics", self.intervals.metrics_update, self._push_metrics),
         ]
-        session = ScriptSession(self.process, self.output, periodic, self.intervals.pipe_grace)
+        self._checkpoint_thread = periodic[0]
+        process = self.ending.start_script(lambda: start_script(argv, dirs.code, env))
+        if process is None:
+            logger.info("the script is not started: the attempt was interrupted while staging")
+            logs.close()
+            self.metrics.close()
+            return self._finish_interrupted()
+        self.process = process
+        logger.info("started %s (pid %d)", spec.entry_point, process.pid)
+        self.record.set_status(RUNNING)
+
+        session = ScriptSession(process, self.output, periodic, self.intervals.pipe_grace)
         self.returncode = session.wait()
         logger.info("the script exited with return code %d", self.returncode)
-
-        problems = self._finish(checkpoints, dirs)
+        if not self.ending.end_by_itself():
+            result = self._finish_interrupted()
+        else:
+            result = self._script_result(self._finish(checkpoints, dirs))
         logs.close()
         self.metrics.close()
-        return self._script_result(problems)
+        return result
 
-    def _note_previous_checkpoint(self) -> None:
-        # Resuming from it comes with interruption handling; for now it is only reported.
-        manifest = newest_checkpoint_manifest(
-            self.clients.s3, self.config.bucket, self.config.run_id
+    def _resume(self, checkpoints: CheckpointSync, dirs: WorkDirs) -> None:
+        """Hand the run's newest checkpoint to the script; ResumeError (the attempt fails before
+        the script starts) when it cannot be had intact."""
+        config = self.config
+        restored = restore_latest_checkpoint(
+            self.clients.s3, config.bucket, config.run_id, dirs.checkpoints
         )
-        if manifest is not None:
-            logger.info(
-                "the run has a checkpoint from attempt %s: %s",
-                manifest.get("attempt"),
-                manifest.get("key"),
+        if restored is None:
+            logger.info("no checkpoint: starting from scratch")
+            return
+        manifest = restored.manifest
+        checkpoints.mark_present(
+            restored.relative, restored.sha256, str(manifest.get("uploaded_at") or "")
+        )
+        self.restored = restored
+        logger.info("resuming from %s (step %s)", manifest["key"], manifest.get("step"))
+
+    # Notices: called in the notice thread.
+
+    def _on_notice(self, notice: Notice) -> None:
+        rebalance_policy = self.config.spec.interruptions.rebalance
+        if notice.kind == REBALANCE and rebalance_policy == REBALANCE_CHECKPOINT:
+            self._checkpoint_now()
+        else:
+            self._interrupt(notice)
+
+    def _checkpoint_now(self) -> None:
+        """A rebalance recommendation with `rebalance: checkpoint`: the run goes on."""
+        process = self.ending.running_script()
+        if process is None:
+            logger.info("rebalance recommended while no script runs: nothing to checkpoint")
+            return
+        if sigusr1_opted_in(self.config.spec):
+            if signal_script(process, signal.SIGUSR1):
+                logger.info("rebalance recommended: sent SIGUSR1 to the script to checkpoint")
+        else:
+            logger.info("rebalance recommended: syncing the checkpoints written so far")
+        if self._checkpoint_thread is not None:
+            self._checkpoint_thread.trigger()
+
+    def _interrupt(self, notice: Notice) -> None:
+        """Steps 1-3 of the contract; the main thread does the rest once the script is gone."""
+        claimed, process = self.ending.interrupt(notice)
+        if not claimed:
+            logger.info("the attempt is ending already: the %s notice changes nothing", notice.kind)
+            return
+        try:
+            try:
+                self.record.set_status(CHECKPOINTING)
+            except Exception:  # set_status logs AWS errors itself; this is anything else
+                logger.exception("cannot set the run item to %s", CHECKPOINTING)
+            try:
+                # At once, so the state machine starts the next attempt while this one saves.
+                if self.token.fail(ERROR_INTERRUPTED, notice.cause()):
+                    logger.info(
+                        "task failed with %s: the next attempt can start", ERROR_INTERRUPTED
+                    )
+            except Exception:
+                logger.exception("cannot fail the task now; trying again when the attempt ends")
+        finally:
+            self._notice_steps_done.set()
+        if process is None:
+            return  # still staging: the main thread will not start the script
+        wait = stop_wait_seconds(
+            self.config.spec.interruptions.grace_seconds, notice.termination_time, self.now()
+        )
+        logger.warning("stopping the script: SIGTERM now, SIGKILL in %.1f s if it still runs", wait)
+        kill_group(process, grace_seconds=wait, before_kill=self._before_kill)
+
+    def _before_kill(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.before_kill()
+
+    # The end of an interrupted attempt: main thread.
+
+    def _finish_interrupted(self, problems: list[str] | None = None) -> AgentResult:
+        notice = self.ending.notice
+        assert notice is not None
+        if not self._notice_steps_done.wait(_NOTICE_STEPS_TIMEOUT):
+            logger.warning("the notice's status and task updates are still pending; going on")
+        problems = list(problems or [])
+        steps: list[tuple[str, Callable[[], object]]] = []
+        checkpoints = self.checkpoints
+        if checkpoints is not None:
+            # A script killed mid-write may have left a torn file under a complete name.
+            killed = self.returncode == -signal.SIGKILL
+            steps.append(
+                (
+                    "the final checkpoint sync",
+                    lambda: checkpoints.sync(final=True, killed=killed),
+                )
             )
+        steps.append(("uploading logs and metrics", self._upload_copies))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:
+                logger.exception("%s failed", what)
+                problems.append(f"{what} failed: {_describe(error)}")
+        return self._interrupted_result(notice, problems)
+
+    def _interrupted_result(self, notice: Notice, problems: list[str]) -> AgentResult:
+        if self.process is None:
+            script = "the script had not started"
+        elif self.returncode is None:
+            script = "the script was stopped"
+        else:
+            code = exit_code_of(self.returncode)
+            if self.returncode == -signal.SIGKILL:
+                script = (
+                    f"the script was killed by SIGKILL after the grace period (exit code {code})"
+                )
+            elif self.returncode < 0:
+                name = _signal_name(-self.returncode)
+                script = f"the script was stopped by signal {name} (exit code {code})"
+            else:
+                script = f"the script exited with code {code}"
+        message = (
+            f"interrupted by a {notice.kind} notice (at {notice.notice_time}, "
+            f"from {notice.source or 'notice.json'}): {script}; outputs are not uploaded for an "
+            "interrupted attempt, as the run is not finished: it goes on in the next attempt"
+        )
+        if problems:
+            message += "; " + "; ".join(problems)
+        result = self._result(INTERRUPTED, message)
+        result.outputs_uri = None
+        return result
+
+    def _handoff_checkpoint(self) -> dict[str, Any] | None:
+        """What latest.json holds now: what this attempt wrote last, else what S3 has (written by
+        an earlier attempt, or nothing); None also when it cannot be read."""
+        if self.checkpoints is not None and self.checkpoints.manifest is not None:
+            return self.checkpoints.manifest
+        if self.restored is not None:
+            return self.restored.manifest
+        config = self.config
+        try:
+            return newest_checkpoint_manifest(self.clients.s3, config.bucket, config.run_id)
+        except Exception:
+            logger.exception("cannot read latest.json for the handoff")
+            return None
+
+    def _after_agent_error(self, message: str) -> AgentResult:
+        if self.ending.end_by_itself():
+            return self._agent_failure(message)
+        # A notice came first: the task was failed with Runctl.Interrupted; still save and hand off.
+        if self.process is not None:
+            if self.process.poll() is None:
+                kill_group(self.process)
+            self.returncode = self.process.returncode
+        return self._finish_interrupted([f"the agent failed: {message}"])
 
     def _finish(self, checkpoints: CheckpointSync, dirs: WorkDirs) -> list[str]:
         """The uploads after the script exited; each runs even if one before it failed."""
         assert self.metrics is not None
         metrics = self.metrics
         config = self.config
+        killed = self.returncode == -signal.SIGKILL
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("the final checkpoint sync", lambda: checkpoints.sync(final=True)),
+            ("the final checkpoint sync", lambda: checkpoints.sync(final=True, killed=killed)),
             (
                 "uploading outputs",
                 lambda: upload_outputs(self.clients.s3, dirs.output, config.bucket, config.run_id),
@@ -256,19 +461,48 @@ class AttemptRunner:
         )
 
     def _report(self, result: AgentResult) -> None:
-        """result.json first (FinalizeRun reads it), then the task token."""
+        """result.json first (FinalizeRun reads it); then handoff.json for an interrupted attempt
+        (its task was failed when the notice came), or the task token's one and only end."""
         config = self.config
         try:
             write_result(self.clients.s3, config.bucket, config.run_id, config.attempt, result)
         except Exception:
             logger.exception("cannot write result.json")
+        if result.outcome == INTERRUPTED:
+            self._hand_off(result)
+            return
         body = result.to_json()
         try:
             if result.error_name is None:
-                self.token.succeed(body)
+                ended = self.token.succeed(body)
             else:
-                self.token.fail(result.error_name, body)
-            logger.info("attempt %s ended: %s", config.attempt, result.outcome)
+                ended = self.token.fail(result.error_name, body)
+            if ended:
+                logger.info("attempt %s ended: %s", config.attempt, result.outcome)
+        except Exception:
+            logger.exception("cannot end the task token")
+
+    def _hand_off(self, result: AgentResult) -> None:
+        config = self.config
+        notice = self.ending.notice
+        assert notice is not None
+        self.sink.flush()  # what the log says so far is kept even if the instance goes now
+        try:
+            write_handoff(
+                self.clients.s3,
+                config.bucket,
+                config.run_id,
+                config.attempt,
+                notice.kind,
+                self._handoff_checkpoint(),
+                utc_now_iso(),
+            )
+            logger.info("attempt %s handed off: %s", config.attempt, result.outcome)
+        except Exception:
+            logger.exception("cannot write handoff.json")
+        try:
+            if self.token.retry_undelivered():
+                logger.info("task failed with %s on the second try", ERROR_INTERRUPTED)
         except Exception:
             logger.exception("cannot end the task token")
 
@@ -277,6 +511,14 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, AgentError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def _default_imds() -> imds.ImdsClient | None:
+    try:
+        return imds.ImdsClient(timeout=1.0)
+    except imds.ImdsError as error:
+        logger.warning("not watching instance metadata for notices: %s", error)
+        return None
 
 
 def _signal_name(number: int) -> str:

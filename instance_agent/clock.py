@@ -6,8 +6,12 @@ import time
 from datetime import datetime, timezone
 
 
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return utc_now().isoformat()
 
 
 def epoch_ms() -> int:

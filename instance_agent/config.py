@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -24,6 +25,20 @@ class DataItem:
     name: str
 
 
+REBALANCE_CHECKPOINT = "checkpoint"
+REBALANCE_MIGRATE = "migrate"
+DEFAULT_GRACE_SECONDS = 90.0
+
+
+@dataclass(frozen=True)
+class InterruptionSettings:
+    """The part of the RunSpec's `interruptions` the agent acts on; the budgets are the Lambdas'."""
+
+    # "checkpoint": checkpoint now and carry on; "migrate": go, as on a spot warning.
+    rebalance: str = REBALANCE_CHECKPOINT
+    grace_seconds: float = DEFAULT_GRACE_SECONDS  # SIGTERM to SIGKILL
+
+
 @dataclass(frozen=True)
 class Spec:
     """The part of the RunSpec the agent acts on."""
@@ -37,6 +52,7 @@ class Spec:
     environment: dict[str, str] = field(default_factory=dict)
     interpreter: str = "python3"
     data: list[DataItem] = field(default_factory=list)
+    interruptions: InterruptionSettings = field(default_factory=InterruptionSettings)
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,29 @@ def _parse_spec(spec: dict[str, Any], code: dict[str, Any]) -> Spec:
         environment=dict(environment),
         interpreter=str(spec.get("interpreter") or "python3"),
         data=data,
+        interruptions=_parse_interruptions(spec.get("interruptions")),
     )
+
+
+def _parse_interruptions(raw: Any) -> InterruptionSettings:
+    if raw is None:
+        return InterruptionSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("spec.interruptions must be an object")
+    rebalance = raw.get("rebalance", REBALANCE_CHECKPOINT)
+    if rebalance not in (REBALANCE_CHECKPOINT, REBALANCE_MIGRATE):
+        raise ConfigError(
+            f"spec.interruptions.rebalance must be {REBALANCE_CHECKPOINT!r} or "
+            f"{REBALANCE_MIGRATE!r}, not {rebalance!r}"
+        )
+    grace = raw.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+    if (
+        isinstance(grace, bool)
+        or not isinstance(grace, (int, float))
+        or not (grace > 0 and math.isfinite(grace))
+    ):
+        raise ConfigError("spec.interruptions.grace_seconds must be a positive number")
+    return InterruptionSettings(rebalance=rebalance, grace_seconds=float(grace))
 
 
 def _require(source: Any, name: str, kind: type, where: str = "") -> Any:

@@ -25,6 +25,15 @@ def attempt_result_key(run_id: str, attempt: int) -> str:
     return f"{attempt_prefix(run_id, attempt)}result.json"
 
 
+def handoff_key(run_id: str, attempt: int) -> str:
+    """Written by an interrupted attempt's agent once its last checkpoint is durable in S3."""
+    return f"{attempt_prefix(run_id, attempt)}handoff.json"
+
+
+def checkpoint_manifest_key(run_id: str) -> str:
+    return f"{checkpoints_prefix(run_id)}latest.json"
+
+
 def checkpoints_prefix(run_id: str) -> str:
     return f"{run_prefix(run_id)}checkpoints/"
 
@@ -51,10 +60,6 @@ def log_key(run_id: str, attempt: int, stream: str) -> str:
 
 def metrics_key(run_id: str, attempt: int) -> str:
     return f"{attempt_prefix(run_id, attempt)}metrics.jsonl"
-
-
-def checkpoint_manifest_key(run_id: str) -> str:
-    return f"{checkpoints_prefix(run_id)}latest.json"
 
 
 def s3_uri(bucket: str, key: str) -> str:

@@ -17,7 +17,7 @@ from . import imds
 from .attempt import AttemptRunner, Clients, Intervals
 from .config import parse_config, read_config_json
 from .errors import ConfigError
-from .result import AGENT_FAILED, ERROR_AGENT_FAILED, SUCCEEDED, AgentResult
+from .result import AGENT_FAILED, ERROR_AGENT_FAILED, INTERRUPTED, SUCCEEDED, AgentResult
 from .task_token import TaskToken
 from .workdir import runctl_home
 
@@ -90,8 +90,14 @@ def configure_logging(home: Path) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def exit_status(result: AgentResult) -> int:
+    """0 when the script succeeded or the attempt handed off after an interruption (the run goes
+    on in the next attempt), 1 when the attempt failed."""
+    return 0 if result.outcome in (SUCCEEDED, INTERRUPTED) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """0 when the script succeeded, 1 when the attempt failed, 2 when the config is unusable."""
+    """exit_status() of the attempt, or 2 when the config is unusable."""
     parser = argparse.ArgumentParser(
         prog="python3 -m instance_agent",
         description="runctl instance agent: runs the attempt its config in S3 describes.",
@@ -108,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
     logger.info("result: %s", json.dumps(result.to_dict()))
-    return 0 if result.outcome == SUCCEEDED else 1
+    return exit_status(result)

@@ -20,12 +20,22 @@ class PeriodicThread(threading.Thread):
         self.action = action
         self.run_first = run_first
         self._stopping = threading.Event()
+        self._wake = threading.Event()
 
     def run(self) -> None:
         if self.run_first:
             self._tick()
-        while not self._stopping.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
             self._tick()
+
+    def trigger(self) -> None:
+        """Tick now rather than at the end of the interval (a tick in progress finishes first,
+        then another one starts, so the action runs wholly after this call)."""
+        self._wake.set()
 
     def _tick(self) -> None:
         try:
@@ -36,5 +46,6 @@ class PeriodicThread(threading.Thread):
     def stop(self) -> None:
         """Stop ticking and wait for a tick in progress to finish."""
         self._stopping.set()
-        if self.is_alive():
+        self._wake.set()
+        if self.is_alive() and threading.current_thread() is not self:
             self.join()

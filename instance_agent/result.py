@@ -7,15 +7,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .layout import attempt_result_key
+from .layout import attempt_result_key, handoff_key
 from .s3io import put_json
 
 SUCCEEDED = "succeeded"
 SCRIPT_FAILED = "script-failed"
 AGENT_FAILED = "agent-failed"
+# An interruption notice ended the attempt; the run goes on in the next one.
+INTERRUPTED = "interrupted"
 
 ERROR_SCRIPT_FAILED = "Runctl.ScriptFailed"
 ERROR_AGENT_FAILED = "Runctl.AgentFailed"
+ERROR_INTERRUPTED = "Runctl.Interrupted"
 
 
 @dataclass
@@ -42,8 +45,33 @@ class AgentResult:
         """The task failure's error name; None for a success."""
         if self.outcome == SUCCEEDED:
             return None
-        return ERROR_SCRIPT_FAILED if self.outcome == SCRIPT_FAILED else ERROR_AGENT_FAILED
+        return {SCRIPT_FAILED: ERROR_SCRIPT_FAILED, INTERRUPTED: ERROR_INTERRUPTED}.get(
+            self.outcome, ERROR_AGENT_FAILED
+        )
 
 
 def write_result(s3: Any, bucket: str, run_id: str, attempt: int, result: AgentResult) -> None:
     put_json(s3, bucket, attempt_result_key(run_id, attempt), result.to_dict())
+
+
+def write_handoff(
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    attempt: int,
+    reason: str,
+    checkpoint: dict[str, Any] | None,
+    completed_at: str,
+) -> None:
+    """handoff.json: the interrupted attempt is done with S3 (ReleasePreviousAttempt waits)."""
+    put_json(
+        s3,
+        bucket,
+        handoff_key(run_id, attempt),
+        {
+            "attempt": attempt,
+            "reason": reason,
+            "checkpoint": checkpoint,
+            "completed_at": completed_at,
+        },
+    )

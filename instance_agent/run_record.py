@@ -7,6 +7,7 @@ overwrite a run that was finalized or moved on to another attempt.
 from __future__ import annotations
 
 import logging
+import threading
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -19,8 +20,10 @@ logger = logging.getLogger(__name__)
 
 STAGING = "STAGING"
 RUNNING = "RUNNING"
+# Set when an interruption notice came: the agent is saving the last checkpoint before it goes.
+CHECKPOINTING = "CHECKPOINTING"
 # Statuses the agent may write over (lambdas/models/run_record.py, RunStatus).
-WRITABLE_STATUSES = ("LAUNCHING", STAGING, RUNNING)
+WRITABLE_STATUSES = ("LAUNCHING", STAGING, RUNNING, CHECKPOINTING)
 
 _serializer = TypeSerializer()
 
@@ -39,9 +42,19 @@ class RunRecord:
         self.run_id = run_id
         self.attempt = attempt
         self.clock = clock
+        self._status_lock = threading.Lock()
+        self._checkpointing = False
 
     def set_status(self, status: str) -> bool:
-        return self._update("status", {"S": status})
+        """Once CHECKPOINTING was written (or tried), the agent writes no other status: a RUNNING
+        from the main thread racing the notice must not hide the interruption."""
+        with self._status_lock:  # held across the call, so the two writers land in order
+            if self._checkpointing:
+                logger.info("run item status stays %s (not %s)", CHECKPOINTING, status)
+                return False
+            if status == CHECKPOINTING:
+                self._checkpointing = True
+            return self._update("status", {"S": status})
 
     def set_latest_metrics(self, metrics: dict[str, Any]) -> bool:
         return self._update("latest_metrics", {"M": numbers_to_attributes(metrics)})

@@ -14,9 +14,9 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .config import Spec
+from .config import REBALANCE_CHECKPOINT, Spec
 from .errors import ScriptStartError
 from .workdir import WorkDirs
 
@@ -40,12 +40,27 @@ def build_argv(spec: Spec) -> list[str]:
     return argv
 
 
+RESUME_ENV = "RUNCTL_RESUME_FROM"
+# Opt-in (in the RunSpec's environment) to SIGUSR1 on a rebalance recommendation; see
+# sigusr1_opted_in().
+SIGUSR1_OPT_IN_ENV = "RUNCTL_SIGUSR1_CHECKPOINT"
+
+
 def build_env(
-    base: dict[str, str], spec: Spec, run_id: str, attempt: int, dirs: WorkDirs
+    base: dict[str, str],
+    spec: Spec,
+    run_id: str,
+    attempt: int,
+    dirs: WorkDirs,
+    resume_from: Path | None = None,
 ) -> dict[str, str]:
-    """The agent's environment, the spec's variables, then the contract's (which always win)."""
+    """The agent's environment, the spec's variables, then the contract's (which always win).
+    RUNCTL_RESUME_FROM is set only when there is a checkpoint to resume from."""
     env = dict(base)
     env.update(spec.environment)
+    env.pop(RESUME_ENV, None)
+    if resume_from is not None:
+        env[RESUME_ENV] = str(resume_from)
     env.update(
         {
             "RUNCTL_RUN_ID": run_id,
@@ -94,18 +109,53 @@ def start_script(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.
         raise ScriptStartError(f"cannot start {argv[0]!r}: {error}") from error
 
 
+def sigusr1_opted_in(spec: Spec) -> bool:
+    """Whether a rebalance recommendation sends SIGUSR1 to the script.
+
+    An optional contract: a script that wants to checkpoint when EC2 recommends moving off the
+    instance sets RUNCTL_SIGUSR1_CHECKPOINT=1 in the RunSpec's `environment` and installs a SIGUSR1
+    handler that saves a checkpoint and carries on. Python's default action for SIGUSR1 is to
+    terminate the process, so without that opt-in (or with `interruptions.rebalance` other than
+    "checkpoint") no signal is sent; the agent only syncs the checkpoints already written.
+    The signal goes to the script's own process only, not its process group: worker processes
+    (DataLoader workers, say) did not opt in, and the default action would kill them.
+    """
+    return (
+        spec.interruptions.rebalance == REBALANCE_CHECKPOINT
+        and spec.environment.get(SIGUSR1_OPT_IN_ENV) == "1"
+    )
+
+
+def signal_script(process: subprocess.Popen[bytes], sig: int) -> bool:
+    """Send `sig` to the script's own process while it runs; False when it has exited."""
+    if process.returncode is not None:
+        return False
+    try:
+        os.kill(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def exit_code_of(returncode: int) -> int:
     """Popen's -N (killed by signal N) as a shell reports it, 128+N."""
     return 128 - returncode if returncode < 0 else returncode
 
 
-def kill_group(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
-    """SIGTERM the script's process group, then SIGKILL whatever is left after the grace period."""
+def kill_group(
+    process: subprocess.Popen[bytes],
+    grace_seconds: float = 10.0,
+    before_kill: Callable[[], None] | None = None,
+) -> None:
+    """SIGTERM the script's process group, then SIGKILL whatever is left after the grace period.
+    `before_kill` is called just before the script itself, still running, gets SIGKILL."""
     _signal_group(process, signal.SIGTERM)
     try:
         process.wait(timeout=grace_seconds)
     except subprocess.TimeoutExpired:
-        logger.warning("the script ignored SIGTERM for %.0f s: killing it", grace_seconds)
+        logger.warning("the script ignored SIGTERM for %.1f s: killing it", grace_seconds)
+        if before_kill is not None:
+            before_kill()
     # Also reaches children left in the group after the leader itself exited.
     _signal_group(process, signal.SIGKILL)
     process.wait()

@@ -40,15 +40,21 @@ class ScriptSession:
             thread.start()
         try:
             returncode = self.process.wait()
+            # At once: the final steps redo their work, and a checkpoint sync running on after
+            # the script died could take a file it left half-written for a complete one.
+            self._stop_periodic()
             self._drain(pumps)
         except BaseException:
             # The agent itself is failing: the script must not outlive it unreported.
             kill_group(self.process)
             raise
         finally:
-            for thread in self.periodic:
-                thread.stop()
+            self._stop_periodic()
         return returncode
+
+    def _stop_periodic(self) -> None:
+        for thread in self.periodic:
+            thread.stop()
 
     def _drain(self, pumps: list[LinePump]) -> None:
         if _join_all(pumps, self.pipe_grace_seconds):

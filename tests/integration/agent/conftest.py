@@ -10,8 +10,10 @@ import io
 import json
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from instance_agent import imds
 from instance_agent.attempt import Intervals
 from instance_agent.main import run_agent
 from instance_agent.result import AgentResult
@@ -36,6 +39,7 @@ FAST = Intervals(
     metrics_update=0.05,
     heartbeat=0.05,
     pipe_grace=5.0,
+    imds_poll=0.05,
 )
 
 
@@ -62,6 +66,7 @@ class FakeStepFunctions:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.ended = threading.Event()  # set by the first success or failure
 
     def send_task_heartbeat(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("heartbeat", kwargs))
@@ -69,10 +74,12 @@ class FakeStepFunctions:
 
     def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("success", kwargs))
+        self.ended.set()
         return {}
 
     def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("failure", kwargs))
+        self.ended.set()
         return {}
 
     def named(self, name: str) -> list[dict[str, Any]]:
@@ -88,21 +95,38 @@ def _touch_matching(signals: dict[str, Path], name: str) -> None:
 class SignallingS3:
     """The moto client; after a write whose key contains a watched fragment, a file is touched,
     so a running script can wait for the agent's background work. Uploads of keys containing a
-    `failing` fragment raise."""
+    `failing` fragment raise. `writes` lists the keys written, in the order the writes returned.
+    With `hold`, downloads wait (up to 10 s) for that event first."""
 
-    def __init__(self, client: Any, signals: dict[str, Path], failing: set[str]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        signals: dict[str, Path],
+        failing: set[str],
+        writes: list[str],
+        hold: threading.Event | None = None,
+    ) -> None:
         self.client = client
         self.signals = signals
         self.failing = failing
+        self.writes = writes
+        self.hold = hold
+
+    def download_file(self, bucket: str, key: str, filename: str, **kwargs: Any) -> None:
+        if self.hold is not None and not self.hold.wait(10):
+            raise AssertionError(f"download of {key} held for 10 s: the event never came")
+        self.client.download_file(bucket, key, filename, **kwargs)
 
     def upload_file(self, filename: str, bucket: str, key: str, **kwargs: Any) -> None:
         if any(fragment in key for fragment in self.failing):
             raise OSError(f"injected failure uploading {key}")
         self.client.upload_file(filename, bucket, key, **kwargs)
+        self.writes.append(key)
         _touch_matching(self.signals, key)
 
     def put_object(self, **kwargs: Any) -> Any:
         response = self.client.put_object(**kwargs)
+        self.writes.append(kwargs["Key"])
         _touch_matching(self.signals, kwargs["Key"])
         return response
 
@@ -145,6 +169,8 @@ class AgentHarness:
     ddb_recorder: RecordingDynamoDB | None = None
     signals: dict[str, Path] = field(default_factory=dict)
     failing_uploads: set[str] = field(default_factory=set)
+    writes: list[str] = field(default_factory=list)  # keys the agent wrote, in order
+    hold_downloads: threading.Event | None = None
 
     def put_run_item(self, status: str = "LAUNCHING", attempt: int = 1) -> None:
         self.dynamodb.put_item(
@@ -217,7 +243,9 @@ class AgentHarness:
                 self.ddb_recorder = RecordingDynamoDB(client, self.signals)
                 return self.ddb_recorder
             if service == "s3":
-                return SignallingS3(client, self.signals, self.failing_uploads)
+                return SignallingS3(
+                    client, self.signals, self.failing_uploads, self.writes, self.hold_downloads
+                )
             return client
 
         return run_agent(config_uri, make_client=make_client, home=self.home, intervals=intervals)
@@ -236,9 +264,9 @@ class AgentHarness:
         response = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
         return sorted(entry["Key"] for entry in response.get("Contents", []))
 
-    def log_messages(self) -> list[str]:
+    def log_messages(self, attempt: int = 1) -> list[str]:
         events = self.logs.get_log_events(
-            logGroupName=LOG_GROUP, logStreamName=f"{RUN_ID}/1", startFromHead=True
+            logGroupName=LOG_GROUP, logStreamName=f"{RUN_ID}/{attempt}", startFromHead=True
         )["events"]
         return [event["message"] for event in events]
 
@@ -260,3 +288,85 @@ def harness(moto_backend: None, tmp_path: Path) -> AgentHarness:
     agent = AgentHarness(home=tmp_path / "runctl-home", s3=s3, dynamodb=dynamodb, logs=logs)
     agent.put_run_item()
     return agent
+
+
+class GatedImds:
+    """A local IMDSv2 endpoint (session token required) for notices. A notice is served only once
+    its gate file exists (the script creates it when it is ready to be interrupted); after it was
+    served `handled_after` times a marker file is touched: the agent polls in one thread and acts
+    on a notice inside the poll that found it, so a second answer means the first was acted on."""
+
+    TOKEN = "imds-token"
+
+    def __init__(self) -> None:
+        self.notices: dict[str, tuple[dict[str, Any], Path]] = {}
+        self.markers: dict[str, tuple[int, Path]] = {}
+        self.served: dict[str, int] = {}
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _reply(self, status: int, body: str = "") -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self) -> None:
+                ok = self.path == "/latest/api/token" and self.headers.get(imds.TOKEN_TTL_HEADER)
+                self._reply(200, fake.TOKEN) if ok else self._reply(400)
+
+            def do_GET(self) -> None:
+                if self.headers.get(imds.TOKEN_HEADER) != fake.TOKEN:
+                    self._reply(401)
+                    return
+                body = fake.answer(self.path.removeprefix("/latest/meta-data/"))
+                self._reply(200, body) if body is not None else self._reply(404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        host, port = self.server.server_address[:2]
+        self.endpoint = f"http://{host}:{port}/"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def serve(
+        self,
+        path: str,
+        body: dict[str, Any],
+        gate: Path,
+        handled_marker: Path | None = None,
+        handled_after: int = 2,
+    ) -> None:
+        """Answer `path` (e.g. 'spot/instance-action') with body once `gate` exists."""
+        self.notices[path] = (body, gate)
+        if handled_marker is not None:
+            self.markers[path] = (handled_after, handled_marker)
+
+    def answer(self, path: str) -> str | None:
+        if path not in self.notices:
+            return None
+        body, gate = self.notices[path]
+        if not gate.exists():
+            return None
+        with self._lock:
+            self.served[path] = self.served.get(path, 0) + 1
+            count = self.served[path]
+        if path in self.markers and count >= self.markers[path][0]:
+            self.markers[path][1].touch()
+        return json.dumps(body)
+
+
+@pytest.fixture
+def fake_imds(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedImds]:
+    server = GatedImds()
+    server.thread.start()
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", server.endpoint)
+    yield server
+    server.server.shutdown()
+    server.server.server_close()

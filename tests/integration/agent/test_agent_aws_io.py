@@ -37,6 +37,33 @@ def test_a_run_in_another_state_is_not_overwritten(harness, status):
     assert harness.run_item()["status"]["S"] == status
 
 
+@pytest.mark.parametrize("status", ["STAGING", "RUNNING"])
+def test_given_a_notice_then_a_live_run_of_this_attempt_becomes_checkpointing(harness, status):
+    harness.put_run_item(status=status)
+
+    assert _record(harness).set_status("CHECKPOINTING") is True
+
+    assert harness.run_item()["status"]["S"] == "CHECKPOINTING"
+
+
+def test_given_checkpointing_when_a_late_running_comes_then_the_status_stays(harness):
+    harness.put_run_item(status="STAGING")
+    record = _record(harness)
+    record.set_status("CHECKPOINTING")
+
+    assert record.set_status("RUNNING") is False
+
+    assert harness.run_item()["status"]["S"] == "CHECKPOINTING"
+
+
+def test_given_the_next_attempt_already_planned_then_checkpointing_is_not_written(harness):
+    harness.put_run_item(status="RESUMING", attempt=2)
+
+    assert _record(harness, attempt=1).set_status("CHECKPOINTING") is False
+
+    assert harness.run_item()["status"]["S"] == "RESUMING"
+
+
 def test_another_attempts_run_item_is_not_overwritten(harness):
     harness.put_run_item(status="RUNNING", attempt=2)
 

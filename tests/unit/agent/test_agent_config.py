@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from instance_agent.config import parse_config
+from instance_agent.config import InterruptionSettings, parse_config
 from instance_agent.errors import ConfigError
 
 VALID: dict[str, Any] = {
@@ -87,3 +87,35 @@ def test_defaults_fill_in_optional_spec_fields():
 
     assert (spec.interpreter, spec.args, spec.data, spec.environment) == ("python3", [], [], {})
     assert spec.hyperparameters_as_args is False
+
+
+def test_given_no_interruption_policy_then_the_agent_checkpoints_on_rebalance_with_90_s_grace():
+    spec = parse_config(copy.deepcopy(VALID)).spec
+
+    assert spec.interruptions == InterruptionSettings(rebalance="checkpoint", grace_seconds=90.0)
+
+
+def test_given_the_runspecs_interruption_policy_then_the_agent_keeps_what_it_acts_on():
+    raw = _with(
+        "spec.interruptions",
+        {"max_interruptions": 3, "on_demand_after": 2, "rebalance": "migrate", "grace_seconds": 30},
+    )
+
+    assert parse_config(raw).spec.interruptions == InterruptionSettings("migrate", 30.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"rebalance": "ignore"}, "spec.interruptions.rebalance"),
+        ({"grace_seconds": 0}, "grace_seconds"),
+        ({"grace_seconds": True}, "grace_seconds"),
+        ({"grace_seconds": "90"}, "grace_seconds"),
+        ({"grace_seconds": float("nan")}, "grace_seconds"),
+        ({"grace_seconds": float("inf")}, "grace_seconds"),
+        ("checkpoint", "spec.interruptions must be an object"),
+    ],
+)
+def test_given_a_bad_interruption_policy_then_the_config_is_refused(value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_with("spec.interruptions", value))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from instance_agent.config import InterruptionSettings
 from instance_agent.errors import ScriptStartError
 from instance_agent.script import (
     build_argv,
@@ -17,6 +19,8 @@ from instance_agent.script import (
     check_runnable,
     exit_code_of,
     hyperparameter_value,
+    signal_script,
+    sigusr1_opted_in,
     start_script,
 )
 
@@ -113,6 +117,46 @@ def test_contract_variables_win_over_inherited_ones(make_spec, workdirs):
     env = build_env({"RUNCTL_RUN_ID": "stale"}, make_spec(), "run-1", 1, workdirs)
 
     assert env["RUNCTL_RUN_ID"] == "run-1"
+
+
+def test_given_a_checkpoint_to_resume_from_then_its_path_is_in_the_env(make_spec, workdirs):
+    path = workdirs.checkpoints / "ckpt-40.pt"
+
+    env = build_env({}, make_spec(), "run-1", 2, workdirs, resume_from=path)
+
+    assert env["RUNCTL_RESUME_FROM"] == str(path)
+
+
+def test_given_no_checkpoint_then_no_resume_variable_even_an_inherited_one(make_spec, workdirs):
+    env = build_env({"RUNCTL_RESUME_FROM": "/stale/ckpt.pt"}, make_spec(), "run-1", 1, workdirs)
+
+    assert "RUNCTL_RESUME_FROM" not in env
+
+
+@pytest.mark.parametrize(
+    ("rebalance", "environment", "opted_in"),
+    [
+        ("checkpoint", {"RUNCTL_SIGUSR1_CHECKPOINT": "1"}, True),
+        ("checkpoint", {}, False),  # Python's default for SIGUSR1 is to die
+        ("checkpoint", {"RUNCTL_SIGUSR1_CHECKPOINT": "true"}, False),
+        ("migrate", {"RUNCTL_SIGUSR1_CHECKPOINT": "1"}, False),
+    ],
+)
+def test_sigusr1_is_sent_only_to_a_script_that_opted_in_under_the_checkpoint_policy(
+    make_spec, rebalance, environment, opted_in
+):
+    spec = make_spec(
+        environment=environment, interruptions=InterruptionSettings(rebalance=rebalance)
+    )
+
+    assert sigusr1_opted_in(spec) is opted_in
+
+
+def test_given_a_script_that_exited_then_no_signal_is_sent(tmp_path: Path):
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+
+    assert signal_script(process, signal.SIGUSR1) is False
 
 
 def test_given_a_missing_interpreter_then_check_runnable_says_so(tmp_path: Path):

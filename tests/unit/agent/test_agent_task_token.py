@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -86,3 +87,106 @@ def test_a_periodic_action_that_raises_keeps_being_called():
     thread.stop()
 
     assert len(calls) >= 2 and not thread.is_alive()
+
+
+def test_given_a_task_failed_for_an_interruption_when_the_script_exits_then_no_second_end():
+    client = FakeStepFunctions()
+    token = TaskToken(client, "tok")
+
+    assert token.fail("Runctl.Interrupted", '{"reason": "spot-interrupted"}') is True
+    assert token.succeed('{"outcome": "succeeded"}') is False
+    assert token.fail("Runctl.ScriptFailed", "{}") is False
+
+    assert client.calls == [
+        (
+            "failure",
+            {
+                "taskToken": "tok",
+                "error": "Runctl.Interrupted",
+                "cause": '{"reason": "spot-interrupted"}',
+            },
+        )
+    ]
+
+
+def test_given_an_ended_task_then_heartbeats_stop():
+    client = FakeStepFunctions()
+    token = TaskToken(client, "tok")
+    token.heartbeat()
+    token.fail("Runctl.Interrupted", "{}")
+
+    token.heartbeat()
+    token.heartbeat()
+
+    assert [name for name, _ in client.calls] == ["heartbeat", "failure"]
+    assert token.ended
+
+
+def test_given_two_threads_ending_the_task_at_once_then_exactly_one_call_is_made():
+    client = FakeStepFunctions()
+    token = TaskToken(client, "tok")
+    outcomes: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(token.fail("Runctl.Interrupted", "{}"))),
+        threading.Thread(target=lambda: outcomes.append(token.succeed("{}"))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == [False, True]
+    assert len(client.calls) == 1
+
+
+class FlakyFailures(FakeStepFunctions):
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+        self.raised = False
+
+    def send_task_failure(self, **kwargs: Any) -> None:
+        self.calls.append(("failure", kwargs))
+        if not self.raised:
+            self.raised = True
+            raise ClientError({"Error": {"Code": self.code, "Message": "x"}}, "SendTaskFailure")
+
+
+def test_given_an_end_that_did_not_get_through_then_it_can_be_sent_again_but_only_that_end():
+    client = FlakyFailures("ThrottlingException")
+    token = TaskToken(client, "tok")
+
+    with pytest.raises(ClientError):
+        token.fail("Runctl.Interrupted", "{}")
+    assert token.succeed("{}") is False
+    assert token.retry_undelivered() is True
+    assert token.retry_undelivered() is False
+
+    assert [(name, kwargs["error"]) for name, kwargs in client.calls] == [
+        ("failure", "Runctl.Interrupted"),
+        ("failure", "Runctl.Interrupted"),
+    ]
+
+
+def test_given_a_task_that_is_gone_already_when_ended_then_it_counts_as_delivered():
+    client = FlakyFailures("TaskTimedOut")
+    token = TaskToken(client, "tok")
+
+    assert token.fail("Runctl.Interrupted", "{}") is True
+    assert token.retry_undelivered() is False
+    assert len(client.calls) == 1
+
+
+def test_given_a_long_interval_when_triggered_then_the_action_runs_now():
+    calls = []
+    thread = PeriodicThread("slow", 3600, lambda: calls.append(1))
+    thread.start()
+    try:
+        thread.trigger()
+        _wait_for(lambda: len(calls) == 1)
+        thread.trigger()
+        _wait_for(lambda: len(calls) == 2)
+    finally:
+        thread.stop()
+
+    assert not thread.is_alive()
