@@ -4,7 +4,8 @@ A small MLP learns a noisy nonlinear function. Hyperparameters (RUNCTL_HPARAMS):
 batch_size, hidden, seed, checkpoint_every, step_seconds. Checkpoints hold the model, the
 optimizer and the step, written to a temporary name and renamed; RUNCTL_RESUME_FROM continues
 from one; SIGTERM (interruption notice) checkpoints and exits 143; SIGUSR1 (when the RunSpec's
-environment sets RUNCTL_SIGUSR1_CHECKPOINT=1) checkpoints and carries on.
+sets interruptions.signal_checkpoint; the agent then sets RUNCTL_SIGUSR1_CHECKPOINT=1)
+checkpoints and carries on.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ class InterruptionSettings:
     # "checkpoint": checkpoint now and carry on; "migrate": go, as on a spot warning.
     rebalance: str = REBALANCE_CHECKPOINT
     grace_seconds: float = DEFAULT_GRACE_SECONDS  # SIGTERM to SIGKILL
+    # SIGUSR1 on a rebalance recommendation: the script said it handles it (checkpoint, go on).
+    signal_checkpoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,12 @@ def _parse_interruptions(raw: Any) -> InterruptionSettings:
         or not (grace > 0 and math.isfinite(grace))
     ):
         raise ConfigError("spec.interruptions.grace_seconds must be a positive number")
-    return InterruptionSettings(rebalance=rebalance, grace_seconds=float(grace))
+    signal_checkpoint = raw.get("signal_checkpoint", False)
+    if not isinstance(signal_checkpoint, bool):
+        raise ConfigError("spec.interruptions.signal_checkpoint must be true or false")
+    return InterruptionSettings(
+        rebalance=rebalance, grace_seconds=float(grace), signal_checkpoint=signal_checkpoint
+    )
 
 
 def _require(source: Any, name: str, kind: type, where: str = "") -> Any:

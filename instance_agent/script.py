@@ -59,6 +59,9 @@ def build_env(
     env = dict(base)
     env.update(spec.environment)
     env.pop(RESUME_ENV, None)
+    env.pop(SIGUSR1_OPT_IN_ENV, None)
+    if sigusr1_opted_in(spec):
+        env[SIGUSR1_OPT_IN_ENV] = "1"  # tells the script SIGUSR1 may come
     if resume_from is not None:
         env[RESUME_ENV] = str(resume_from)
     env.update(
@@ -113,16 +116,17 @@ def sigusr1_opted_in(spec: Spec) -> bool:
     """Whether a rebalance recommendation sends SIGUSR1 to the script.
 
     An optional contract: a script that wants to checkpoint when EC2 recommends moving off the
-    instance sets RUNCTL_SIGUSR1_CHECKPOINT=1 in the RunSpec's `environment` and installs a SIGUSR1
-    handler that saves a checkpoint and carries on. Python's default action for SIGUSR1 is to
-    terminate the process, so without that opt-in (or with `interruptions.rebalance` other than
-    "checkpoint") no signal is sent; the agent only syncs the checkpoints already written.
+    instance sets `interruptions.signal_checkpoint` in its RunSpec and installs a SIGUSR1 handler
+    that saves a checkpoint and carries on (the agent sets RUNCTL_SIGUSR1_CHECKPOINT=1 for it).
+    Python's default action for SIGUSR1 is to terminate the process, so without that opt-in (or
+    with `interruptions.rebalance` other than "checkpoint") no signal is sent; the agent only
+    syncs the checkpoints already written.
     The signal goes to the script's own process only, not its process group: worker processes
     (DataLoader workers, say) did not opt in, and the default action would kill them.
     """
     return (
         spec.interruptions.rebalance == REBALANCE_CHECKPOINT
-        and spec.environment.get(SIGUSR1_OPT_IN_ENV) == "1"
+        and spec.interruptions.signal_checkpoint
     )
 
 

@@ -119,6 +119,14 @@ class InterruptionPolicy(BaseModel):
     grace_seconds: int = Field(
         default=90, ge=5, le=110, description="SIGTERM to SIGKILL, bounded by the notice's time"
     )
+    signal_checkpoint: bool = Field(
+        default=False,
+        description=(
+            "on a rebalance recommendation (policy 'checkpoint'), send SIGUSR1 to the script, "
+            "which must handle it by checkpointing and carrying on; the agent also sets "
+            "RUNCTL_SIGUSR1_CHECKPOINT=1 for such a script"
+        ),
+    )
 
 
 class RetryPolicy(BaseModel):

@@ -158,15 +158,24 @@ def test_two_interruptions_in_a_row_resume_twice(faults):
 
 
 def test_lost_instance_without_warning_resumes_from_the_last_periodic_checkpoint(faults):
-    # Given an instance that disappears with no notice (no SIGTERM, no final checkpoint)
-    outcome = faults.run([Fault("kill", 4)])
+    # Given an instance that disappears with no notice once training is well under way (no
+    # SIGTERM, no final checkpoint, no final upload of anything)
+    outcome = faults.run([Fault("kill", 8)])
 
-    # Then the next attempt starts after the last checkpoint that reached S3 (a multiple of 10)
+    # Then the run resumes on a new attempt, and says why the first one stopped
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     assert _reasons(outcome)[0] is EndReason.INSTANCE_LOST
+    # And the next attempt starts right after a periodic checkpoint that reached S3, not from 0
     resumed_at = faults.steps(outcome.run_id, 2)[0] - 1
+    assert resumed_at > 0
     assert resumed_at % 10 == 0
-    assert resumed_at <= max(faults.steps(outcome.run_id, 1))
+    checkpoint_keys = faults.session.s3.list_objects_v2(
+        Bucket=faults.session.stack.bucket, Prefix=f"runs/{outcome.run_id}/checkpoints/"
+    )["Contents"]
+    assert any(item["Key"].endswith(f"ckpt-{resumed_at:05d}.json") for item in checkpoint_keys)
+    # And no handoff: nothing was handed over by an instance that vanished
+    with pytest.raises(faults.session.s3.exceptions.NoSuchKey):
+        faults.handoff(outcome.run_id, 1)
     faults.assert_no_instance_left(outcome.run_id)
 
 

@@ -312,9 +312,8 @@ def test_given_a_rebalance_with_the_checkpoint_policy_and_opt_in_then_sigusr1_an
         environment={
             "GATE": str(gate),
             "WAIT_FOR": str(uploaded),
-            "RUNCTL_SIGUSR1_CHECKPOINT": "1",
         },
-        interruptions={"rebalance": "checkpoint"},
+        interruptions={"rebalance": "checkpoint", "signal_checkpoint": True},
     )
 
     result = harness.run(harness.write_config(spec))

@@ -134,22 +134,24 @@ def test_given_no_checkpoint_then_no_resume_variable_even_an_inherited_one(make_
 
 
 @pytest.mark.parametrize(
-    ("rebalance", "environment", "opted_in"),
+    ("rebalance", "signal_checkpoint", "opted_in"),
     [
-        ("checkpoint", {"RUNCTL_SIGUSR1_CHECKPOINT": "1"}, True),
-        ("checkpoint", {}, False),  # Python's default for SIGUSR1 is to die
-        ("checkpoint", {"RUNCTL_SIGUSR1_CHECKPOINT": "true"}, False),
-        ("migrate", {"RUNCTL_SIGUSR1_CHECKPOINT": "1"}, False),
+        ("checkpoint", True, True),
+        ("checkpoint", False, False),  # Python's default for SIGUSR1 is to die
+        ("migrate", True, False),
     ],
 )
 def test_sigusr1_is_sent_only_to_a_script_that_opted_in_under_the_checkpoint_policy(
-    make_spec, rebalance, environment, opted_in
+    make_spec, workdirs, rebalance, signal_checkpoint, opted_in
 ):
     spec = make_spec(
-        environment=environment, interruptions=InterruptionSettings(rebalance=rebalance)
+        interruptions=InterruptionSettings(rebalance=rebalance, signal_checkpoint=signal_checkpoint)
     )
 
     assert sigusr1_opted_in(spec) is opted_in
+    # And the script is told, through the environment, exactly when it opted in
+    env = build_env({"RUNCTL_SIGUSR1_CHECKPOINT": "1"}, spec, "run-1", 1, workdirs)
+    assert ("RUNCTL_SIGUSR1_CHECKPOINT" in env) is opted_in
 
 
 def test_given_a_script_that_exited_then_no_signal_is_sent(tmp_path: Path):

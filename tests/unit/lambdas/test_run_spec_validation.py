@@ -65,6 +65,7 @@ def test_given_full_spec_when_validated_then_every_field_is_kept():
             "on_demand_after": 2,
             "rebalance": "migrate",
             "grace_seconds": 60,
+            "signal_checkpoint": True,
         },
         "retries": {"max_retries": 2, "on_exit_codes": [137, 139]},
         "experiment": "resnet-sweep_1",
