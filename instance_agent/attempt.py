@@ -261,7 +261,7 @@ class AttemptRunner:
             return
         try:
             try:
-                self.record.set_status(CHECKPOINTING)
+                self.record.set_status(CHECKPOINTING, reason=notice.kind)
             except Exception:  # set_status logs AWS errors itself; this is anything else
                 logger.exception("cannot set the run item to %s", CHECKPOINTING)
             try:

@@ -45,7 +45,7 @@ class RunRecord:
         self._status_lock = threading.Lock()
         self._checkpointing = False
 
-    def set_status(self, status: str) -> bool:
+    def set_status(self, status: str, reason: str | None = None) -> bool:
         """Once CHECKPOINTING was written (or tried), the agent writes no other status: a RUNNING
         from the main thread racing the notice must not hide the interruption."""
         with self._status_lock:  # held across the call, so the two writers land in order
@@ -54,29 +54,38 @@ class RunRecord:
                 return False
             if status == CHECKPOINTING:
                 self._checkpointing = True
-            return self._update("status", {"S": status})
+            fields = {"status": {"S": status}}
+            if reason is not None:
+                # Why: the task failure's cause can be lost (the emulator drops it), and
+                # PlanNextAttempt must still tell a rebalance from a spot interruption.
+                fields["interrupted_by"] = {"S": reason}
+            return self._update(fields)
 
     def set_latest_metrics(self, metrics: dict[str, Any]) -> bool:
-        return self._update("latest_metrics", {"M": numbers_to_attributes(metrics)})
+        return self._update({"latest_metrics": {"M": numbers_to_attributes(metrics)}})
 
-    def _update(self, name: str, value: dict[str, Any]) -> bool:
+    def _update(self, fields: dict[str, dict[str, Any]]) -> bool:
         """True when written; a failed condition or an AWS error is logged, never raised: the run's
         outcome travels by result.json and the task token, not by these writes."""
         statuses = {f":s{index}": {"S": status} for index, status in enumerate(WRITABLE_STATUSES)}
+        names = {f"#f{index}": name for index, name in enumerate(fields)}
+        values = {f":v{index}": value for index, value in enumerate(fields.values())}
+        sets = ", ".join(f"#f{index} = :v{index}" for index in range(len(fields)))
+        name = ", ".join(fields)
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"run_id": {"S": self.run_id}},
-                UpdateExpression="SET #field = :value, #updated = :now",
+                UpdateExpression=f"SET {sets}, #updated = :now",
                 ConditionExpression=f"#attempt = :attempt AND #status IN ({', '.join(statuses)})",
                 ExpressionAttributeNames={
-                    "#field": name,
+                    **names,
                     "#updated": "updated_at",
                     "#attempt": "attempt",
                     "#status": "status",
                 },
                 ExpressionAttributeValues={
-                    ":value": value,
+                    **values,
                     ":now": {"S": self.clock()},
                     ":attempt": {"N": str(self.attempt)},
                     **statuses,

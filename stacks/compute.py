@@ -26,7 +26,14 @@ AGENT_ASSET_EXCLUDE = ["__pycache__", "*.pyc", "ruff.toml"]
 
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023 and its Deep Learning AMIs
 # The only run-table attributes the agent may write (and test, in its condition expressions).
-AGENT_WRITABLE_ATTRIBUTES = ["run_id", "status", "updated_at", "latest_metrics", "attempt"]
+AGENT_WRITABLE_ATTRIBUTES = [
+    "run_id",
+    "status",
+    "updated_at",
+    "latest_metrics",
+    "attempt",
+    "interrupted_by",  # set with CHECKPOINTING: spot-interrupted or rebalance
+]
 
 
 class Compute(Construct):

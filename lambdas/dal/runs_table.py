@@ -210,7 +210,7 @@ class RunsTable:
                 UpdateExpression=(
                     "SET attempt = :next, #status = :resuming, #updated = :now, "
                     "task_token = :none, #attempts.#n.end_reason = :reason, "
-                    "#attempts.#n.ended_at = :now"
+                    "#attempts.#n.ended_at = :now REMOVE interrupted_by"
                 ),
                 ConditionExpression=(
                     f"attempt = :attempt AND NOT #status IN ({final_list}) "

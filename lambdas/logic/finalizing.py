@@ -119,12 +119,14 @@ def _error_cause(name: str, request: FinalizeInput, result: AgentResult | None) 
     return _readable_cause(request.error.Cause if request.error else None) or name
 
 
-def interruption_reason(cause: str | None) -> EndReason:
-    """Runctl.Interrupted's cause is JSON {"reason": "spot-interrupted"|"rebalance", ...}."""
+def interruption_reason(cause: str | None, recorded_kind: str | None = None) -> EndReason:
+    """Runctl.Interrupted's cause is JSON {"reason": "spot-interrupted"|"rebalance", ...}; when
+    it did not arrive (the emulator drops causes), what the agent wrote on the run item."""
     try:
         reason = json.loads(cause or "{}").get("reason")
     except (ValueError, AttributeError):
         reason = None
+    reason = reason or recorded_kind
     return (
         EndReason.REBALANCE if reason == EndReason.REBALANCE.value else EndReason.SPOT_INTERRUPTED
     )

@@ -28,12 +28,15 @@ LOST_INSTANCE_ERRORS = frozenset({ERROR_INSTANCE_LOST, "InstanceLost", "States.H
 HANDOFF_WAIT_SECONDS = 150
 
 
-def attempt_end_reason(request: FinalizeInput, seconds: float | None) -> EndReason | None:
-    """Why the attempt stopped, when it is a reason to try again (None: it is not)."""
+def attempt_end_reason(
+    request: FinalizeInput, seconds: float | None, recorded_kind: str | None = None
+) -> EndReason | None:
+    """Why the attempt stopped, when it is a reason to try again (None: it is not).
+    `recorded_kind`: the notice the agent wrote on the run item with CHECKPOINTING."""
     assert request.error is not None
     name = step_error_name(request, seconds)
     if name == ERROR_INTERRUPTED:
-        return interruption_reason(request.error.Cause)
+        return interruption_reason(request.error.Cause, recorded_kind)
     if name in LOST_INSTANCE_ERRORS:
         return EndReason.INSTANCE_LOST
     if name == ERROR_SCRIPT_FAILED:
@@ -54,10 +57,11 @@ def plan_next_attempt(
 ) -> NextAttemptPlan:
     run = request.run
     spec = run.spec
-    reason = attempt_end_reason(request, attempt_seconds(request, now))
+    record = table.get(run.run_id)
+    recorded_kind = record.interrupted_by if record else None
+    reason = attempt_end_reason(request, attempt_seconds(request, now), recorded_kind)
     if reason is None:
         return NextAttemptPlan(resume=False, reason="", detail="not a reason to try again")
-    record = table.get(run.run_id)
     if record is None:
         return NextAttemptPlan(resume=False, reason=reason.value, detail="no run record")
     if record.attempt == run.attempt + 1:

@@ -84,3 +84,6 @@ class RunRecord(BaseModel):
     outputs_uri: str | None = None
     final_metrics: dict[str, Any] = Field(default_factory=dict)
     latest_metrics: dict[str, Any] = Field(default_factory=dict)
+    interrupted_by: str | None = Field(
+        default=None, description="set by the agent with CHECKPOINTING: what notice it got"
+    )

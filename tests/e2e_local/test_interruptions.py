@@ -244,3 +244,35 @@ def test_warning_after_the_run_finished_changes_nothing(faults, fault_session):
     assert fault_session.table.get(outcome.run_id) == before
     actions = [reply.get("action", "") for _, reply in fault_session.events.delivered[-2:]]
     assert all(action.startswith("ignored") for action in actions), actions
+
+
+def test_interruption_during_boot_resumes_on_a_new_instance(faults):
+    # Given a warning that arrives while the first instance is still starting
+    outcome = faults.run([Fault("interrupt", 0.1)], steps=40)
+
+    # Then the run still completes, on a later attempt, from scratch (nothing was trained yet)
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert outcome.record.attempt >= 2
+    assert _reasons(outcome)[0] in {EndReason.SPOT_INTERRUPTED, EndReason.INSTANCE_LOST}
+    assert faults.steps(outcome.run_id, outcome.record.attempt)[0] == 1
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_rebalance_under_the_checkpoint_policy_keeps_the_run_where_it_is(faults):
+    outcome = faults.run([Fault("rebalance", 4)], steps=100)
+
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert outcome.record.attempt == 1
+    assert faults.steps(outcome.run_id, 1) == list(range(1, 101))
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_rebalance_under_the_migrate_policy_moves_the_run(faults):
+    faults.interruptions = {"rebalance": "migrate"}
+    outcome = faults.run([Fault("rebalance", 4)])
+
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert _reasons(outcome)[0] is EndReason.REBALANCE
+    handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
+    assert faults.steps(outcome.run_id, 2)[0] == handed["step"] + 1
+    faults.assert_no_instance_left(outcome.run_id)

@@ -101,7 +101,14 @@ def test_instance_may_update_only_progress_attributes_of_runs(synthesized):
         "Fn::GetAtt": [synthesized.logical_id(synthesized.stack.storage.runs_table), "Arn"]
     }
     allowed = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
-    assert set(allowed) == {"run_id", "status", "updated_at", "latest_metrics", "attempt"}
+    assert set(allowed) == {
+        "run_id",
+        "status",
+        "updated_at",
+        "latest_metrics",
+        "attempt",
+        "interrupted_by",
+    }
 
 
 def test_instance_can_end_its_task_token_but_not_start_executions(synthesized):

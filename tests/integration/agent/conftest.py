@@ -143,11 +143,18 @@ class RecordingDynamoDB:
         self.statuses: list[str] = []
 
     def update_item(self, **kwargs: Any) -> Any:
-        field_name = kwargs.get("ExpressionAttributeNames", {}).get("#field")
-        if field_name == "status":
-            self.statuses.append(kwargs["ExpressionAttributeValues"][":value"]["S"])
+        # The agent names the fields it sets #f0, #f1, ... with values :v0, :v1, ...
+        names = kwargs.get("ExpressionAttributeNames", {})
+        fields = {
+            name: kwargs["ExpressionAttributeValues"][":v" + key[2:]]
+            for key, name in names.items()
+            if key.startswith("#f")
+        }
+        if "status" in fields:
+            self.statuses.append(fields["status"]["S"])
         response = self.client.update_item(**kwargs)
-        _touch_matching(self.signals, f"dynamodb:{field_name}")
+        for field_name in fields:
+            _touch_matching(self.signals, f"dynamodb:{field_name}")
         return response
 
     def __getattr__(self, name: str) -> Any:

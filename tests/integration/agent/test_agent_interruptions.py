@@ -155,6 +155,8 @@ def test_given_a_spot_notice_from_imds_then_the_agent_saves_hands_off_and_fails_
     assert datetime.fromisoformat(cause["notice_time"]).tzinfo is not None
     assert harness.statuses == ["STAGING", "RUNNING", "CHECKPOINTING"]
     assert harness.run_item()["status"] == {"S": "CHECKPOINTING"}
+    # Which notice, for PlanNextAttempt when the failure's cause is lost (the emulator drops it)
+    assert harness.run_item()["interrupted_by"] == {"S": "spot-interrupted"}
     # The script got SIGTERM and wrote its final checkpoint: the newest, and latest.json's.
     stdout = harness.get_text(f"runs/{harness.run_id}/attempts/1/logs/stdout.log")
     final_step = int(re.search(r"SIGTERM: final checkpoint at step (\d+)", stdout).group(1))
