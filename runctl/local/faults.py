@@ -25,6 +25,8 @@ ACCOUNT = "123456789012"
 class Fault:
     kind: str  # "interrupt" | "rebalance" | "kill"
     after_seconds: float
+    # Also wait until the run item has this status (e.g. "STAGING"): deterministic stage faults.
+    when_status: str | None = None
 
 
 def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -111,11 +113,21 @@ class FaultInjector:
             delay = self._started + fault.after_seconds - time.monotonic()
             if self._stop.wait(max(delay, 0)):
                 return
+            if fault.when_status and not self._wait_for_status(fault.when_status):
+                return
             instance = self._current_instance()
             if instance is None:
                 return
             self.applied.append((fault, instance.instance_id, datetime.now(UTC)))
             getattr(self, f"_{fault.kind}")(instance)
+
+    def _wait_for_status(self, status: str) -> bool:
+        while not self._stop.is_set():
+            record = self.session.table.get(self.run_id)
+            if record is not None and record.status.value == status:
+                return True
+            self._stop.wait(0.05)
+        return False
 
     def _current_instance(self) -> LocalInstance | None:
         """The run's newest live instance; waits for one while the run is still starting."""

@@ -68,6 +68,7 @@ class FaultRun:
         self.session = session
         self.tmp_path = tmp_path
         self.interruptions: dict[str, object] = {}
+        self.data: list[dict[str, str]] = []
 
     def start(self, faults: list[Fault], **hparams: object) -> str:
         project = self.tmp_path / "project"
@@ -80,6 +81,7 @@ class FaultRun:
             "entry_point": "train.py",
             "hyperparameters": {"steps": 120, "every": 10, **hparams},
             "interruptions": self.interruptions,
+            "data": self.data,
         }
         return self.session.start(spec, faults=faults)
 
@@ -275,4 +277,23 @@ def test_rebalance_under_the_migrate_policy_moves_the_run(faults):
     assert _reasons(outcome)[0] is EndReason.REBALANCE
     handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
     assert faults.steps(outcome.run_id, 2)[0] == handed["step"] + 1
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_interruption_during_data_staging_never_starts_the_script_there(faults):
+    # Given a run with a large dataset to stage, interrupted while it stages
+    bucket = faults.session.stack.bucket
+    faults.session.s3.put_object(
+        Bucket=bucket, Key="data/big/blob.bin", Body=b"\0" * (200 * 1024 * 1024)
+    )
+    faults.data = [{"s3_uri": f"s3://{bucket}/data/big/", "name": "big"}]
+    outcome = faults.run([Fault("interrupt", 0, when_status="STAGING")], steps=30)
+
+    # Then the first attempt handed off without ever training, and the second did all the work
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert _reasons(outcome)[0] is EndReason.SPOT_INTERRUPTED
+    assert faults.handoff(outcome.run_id, 1)["checkpoint"] is None
+    with pytest.raises(faults.session.s3.exceptions.NoSuchKey):
+        faults.steps(outcome.run_id, 1)
+    assert faults.steps(outcome.run_id, 2) == list(range(1, 31))
     faults.assert_no_instance_left(outcome.run_id)
