@@ -8,14 +8,17 @@ import logging
 import os
 import socket
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from unittest import mock
 
 from moto.awslambda.models import LambdaFunction
 from moto.core.config import default_user_config
 from moto.ec2.models.instances import Instance, InstanceBackend
+from moto.s3.models import S3Backend
 from moto.server import ThreadedMotoServer
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
@@ -28,6 +31,7 @@ from runctl.local.instances import LocalFleet, instance_base_env
 from runctl.local.ssm_bridge import SsmBridge
 
 REGION = "us-east-1"
+_ORIGINAL_CREATE_MULTIPART = S3Backend.create_multipart_upload
 
 
 def _free_port() -> int:
@@ -45,6 +49,8 @@ class Emulator:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.fleet = LocalFleet(root, {}, boot_seconds)
+        # Called with each key whose multipart upload begins (fault injection keys on them).
+        self.on_upload_started: list[Callable[[str], None]] = []
         self._stack = ExitStack()
 
     def __enter__(self) -> Emulator:
@@ -79,6 +85,7 @@ class Emulator:
             (Instance, "terminate", ec2.terminate),
             (SimpleSystemManagerBackend, "send_command", ssm.send_command),
             (SimpleSystemManagerResponse, "describe_instance_information", ssm.describe_instances),
+            (S3Backend, "create_multipart_upload", self._multipart_started),
         ):
             # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
             stack.enter_context(
@@ -100,6 +107,12 @@ class Emulator:
             cached.cache_clear()
             stack.callback(cached.cache_clear)
         return self
+
+    def _multipart_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+        key = str(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
+        for callback in self.on_upload_started:
+            callback(key)
+        return _ORIGINAL_CREATE_MULTIPART(backend, *args, **kwargs)
 
     def __exit__(
         self,

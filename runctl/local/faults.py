@@ -27,6 +27,9 @@ class Fault:
     after_seconds: float
     # Also wait until the run item has this status (e.g. "STAGING"): deterministic stage faults.
     when_status: str | None = None
+    # Or until a multipart upload of one of the run's keys containing this text begins
+    # (e.g. "/checkpoints/": fires while a large checkpoint is on its way to S3).
+    when_upload: str | None = None
 
 
 def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -115,11 +118,30 @@ class FaultInjector:
                 return
             if fault.when_status and not self._wait_for_status(fault.when_status):
                 return
+            if fault.when_upload and not self._wait_for_upload(fault.when_upload):
+                return
             instance = self._current_instance()
             if instance is None:
                 return
             self.applied.append((fault, instance.instance_id, datetime.now(UTC)))
             getattr(self, f"_{fault.kind}")(instance)
+
+    def _wait_for_upload(self, text: str) -> bool:
+        started = threading.Event()
+        prefix = f"runs/{self.run_id}/"
+
+        def watch(key: str) -> None:
+            if key.startswith(prefix) and text in key:
+                started.set()
+
+        self.session.emulator.on_upload_started.append(watch)
+        try:
+            while not self._stop.is_set():
+                if started.wait(0.1):
+                    return True
+            return False
+        finally:
+            self.session.emulator.on_upload_started.remove(watch)
 
     def _wait_for_status(self, status: str) -> bool:
         while not self._stop.is_set():

@@ -36,7 +36,8 @@ if os.environ.get("RUNCTL_RESUME_FROM"):
 
 def save():
     tmp = ckpt / f".ckpt-{step:05d}.tmp"
-    tmp.write_text(json.dumps({"step": step}))
+    pad = "x" * (hp.get("pad_bytes", 0) if step == hp.get("pad_step") else 0)
+    tmp.write_text(json.dumps({"step": step, "pad": pad}))
     tmp.rename(ckpt / f"ckpt-{step:05d}.json")
 
 def on_term(*_):
@@ -296,4 +297,22 @@ def test_interruption_during_data_staging_never_starts_the_script_there(faults):
     with pytest.raises(faults.session.s3.exceptions.NoSuchKey):
         faults.steps(outcome.run_id, 1)
     assert faults.steps(outcome.run_id, 2) == list(range(1, 31))
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_interruption_during_a_checkpoint_upload_resumes_from_a_whole_checkpoint(faults):
+    # Given a large checkpoint at step 20, and a warning while it is on its way to S3
+    outcome = faults.run(
+        [Fault("interrupt", 0, when_upload="/checkpoints/ckpt-00020")],
+        pad_step=20,
+        pad_bytes=150 * 1024 * 1024,
+    )
+
+    # Then the next attempt resumes from the newest checkpoint that was whole in S3 (the one the
+    # script wrote on SIGTERM, uploaded first), never from a torn file
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert _reasons(outcome)[0] is EndReason.SPOT_INTERRUPTED
+    handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
+    assert handed["step"] >= 20
+    assert faults.steps(outcome.run_id, 2)[0] == handed["step"] + 1
     faults.assert_no_instance_left(outcome.run_id)
