@@ -32,6 +32,7 @@ from runctl.local.ssm_bridge import SsmBridge
 
 REGION = "us-east-1"
 _ORIGINAL_CREATE_MULTIPART = S3Backend.create_multipart_upload
+_ORIGINAL_PUT_OBJECT = S3Backend.put_object
 
 
 def _free_port() -> int:
@@ -49,7 +50,7 @@ class Emulator:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.fleet = LocalFleet(root, {}, boot_seconds)
-        # Called with each key whose multipart upload begins (fault injection keys on them).
+        # Called with each key whose upload begins (fault injection keys on them).
         self.on_upload_started: list[Callable[[str], None]] = []
         self._stack = ExitStack()
 
@@ -86,6 +87,7 @@ class Emulator:
             (SimpleSystemManagerBackend, "send_command", ssm.send_command),
             (SimpleSystemManagerResponse, "describe_instance_information", ssm.describe_instances),
             (S3Backend, "create_multipart_upload", self._multipart_started),
+            (S3Backend, "put_object", self._put_started),
         ):
             # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
             stack.enter_context(
@@ -108,10 +110,16 @@ class Emulator:
             stack.callback(cached.cache_clear)
         return self
 
-    def _multipart_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
-        key = str(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
+    def _put_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+        self._upload_started(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
+        return _ORIGINAL_PUT_OBJECT(backend, *args, **kwargs)
+
+    def _upload_started(self, key: object) -> None:
         for callback in self.on_upload_started:
-            callback(key)
+            callback(str(key))
+
+    def _multipart_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+        self._upload_started(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
         return _ORIGINAL_CREATE_MULTIPART(backend, *args, **kwargs)
 
     def __exit__(

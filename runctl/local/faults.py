@@ -27,7 +27,7 @@ class Fault:
     after_seconds: float
     # Also wait until the run item has this status (e.g. "STAGING"): deterministic stage faults.
     when_status: str | None = None
-    # Or until a multipart upload of one of the run's keys containing this text begins
+    # Or until an upload of one of the run's keys containing this text begins
     # (e.g. "/checkpoints/": fires while a large checkpoint is on its way to S3).
     when_upload: str | None = None
 

@@ -20,6 +20,14 @@ from runctl.packaging import package_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
 
+# Faults fire when training reaches a point (a checkpoint's upload begins), not at a clock time,
+# so a loaded machine cannot move them into the boot. An upload begins up to ~4 s (80 steps)
+# after its checkpoint is written, and a notice takes up to ~3 s more to stop the script: so
+# attempt 1 stops before step ~170, and a second fault at 250 lands on attempt 2, well before
+# the script's end at 400 (a notice after the script exited rightly changes nothing).
+AT_STEP_30 = "/checkpoints/ckpt-00030.json"
+AT_STEP_250 = "/checkpoints/ckpt-00250.json"
+
 # A short spot notice (AWS: 120 s) keeps the matrix quick; the protocol is the same.
 FAULT_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=20, spot_notice_seconds=6)
 
@@ -80,7 +88,7 @@ class FaultRun:
         spec = {
             "code": {"s3_uri": code_uri, "sha256": package.sha256},
             "entry_point": "train.py",
-            "hyperparameters": {"steps": 120, "every": 10, **hparams},
+            "hyperparameters": {"steps": 300, "every": 10, **hparams},
             "interruptions": self.interruptions,
             "data": self.data,
         }
@@ -132,7 +140,7 @@ def _reasons(outcome: RunOutcome) -> list[str | None]:
 
 def test_interruption_during_training_resumes_from_the_newest_checkpoint(faults):
     # Given a run that is interrupted while it trains
-    outcome = faults.run([Fault("interrupt", 4)])
+    outcome = faults.run([Fault("interrupt", 0, when_upload=AT_STEP_30)])
 
     # Then it succeeds on a second attempt, and says why the first one stopped
     record = outcome.record
@@ -144,12 +152,18 @@ def test_interruption_during_training_resumes_from_the_newest_checkpoint(faults)
     first, second = faults.steps(outcome.run_id, 1), faults.steps(outcome.run_id, 2)
     assert handed["step"] == max(first)  # checkpointed on SIGTERM, where it stopped
     assert second[0] == handed["step"] + 1
-    assert second[-1] == 120
+    assert second[-1] == 300
     faults.assert_no_instance_left(outcome.run_id)
 
 
 def test_two_interruptions_in_a_row_resume_twice(faults):
-    outcome = faults.run([Fault("interrupt", 4), Fault("interrupt", 11)])
+    outcome = faults.run(
+        [
+            Fault("interrupt", 0, when_upload=AT_STEP_30),
+            Fault("interrupt", 0, when_upload=AT_STEP_250),
+        ],
+        steps=400,
+    )
 
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     assert outcome.record.attempt == 3
@@ -163,7 +177,7 @@ def test_two_interruptions_in_a_row_resume_twice(faults):
 def test_lost_instance_without_warning_resumes_from_the_last_periodic_checkpoint(faults):
     # Given an instance that disappears with no notice once training is well under way (no
     # SIGTERM, no final checkpoint, no final upload of anything)
-    outcome = faults.run([Fault("kill", 8)])
+    outcome = faults.run([Fault("kill", 0, when_upload=AT_STEP_30)])
 
     # Then the run resumes on a new attempt, and says why the first one stopped
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
@@ -183,7 +197,7 @@ def test_lost_instance_without_warning_resumes_from_the_last_periodic_checkpoint
 
 
 def test_script_that_ignores_sigterm_is_killed_and_resumes_from_its_last_checkpoint(faults):
-    outcome = faults.run([Fault("interrupt", 4)], ignore_sigterm=True)
+    outcome = faults.run([Fault("interrupt", 0, when_upload=AT_STEP_30)], ignore_sigterm=True)
 
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
@@ -193,7 +207,7 @@ def test_script_that_ignores_sigterm_is_killed_and_resumes_from_its_last_checkpo
 
 
 def test_script_that_never_checkpoints_restarts_from_scratch(faults):
-    outcome = faults.run([Fault("interrupt", 4)], every=0, steps=60)
+    outcome = faults.run([Fault("interrupt", 0, when_status="RUNNING")], every=0, steps=60)
 
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     assert faults.handoff(outcome.run_id, 1)["checkpoint"] is None
@@ -203,7 +217,13 @@ def test_script_that_never_checkpoints_restarts_from_scratch(faults):
 
 def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
     faults.interruptions = {"max_interruptions": 1}
-    outcome = faults.run([Fault("interrupt", 4), Fault("interrupt", 11)])
+    outcome = faults.run(
+        [
+            Fault("interrupt", 0, when_upload=AT_STEP_30),
+            Fault("interrupt", 0, when_upload=AT_STEP_250),
+        ],
+        steps=400,
+    )
 
     assert outcome.record.status is RunStatus.FAILED
     assert outcome.error == "Runctl.SpotInterrupted"
@@ -213,7 +233,7 @@ def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
 
 def test_duplicate_warning_resumes_once(faults, fault_session):
     # Given a warning that EventBridge delivers twice (and the IMDS notice as well)
-    run_id = faults.start([Fault("interrupt", 4)])
+    run_id = faults.start([Fault("interrupt", 0, when_upload=AT_STEP_30)])
     record = _wait_until(fault_session, run_id, lambda r: r.attempt == 2)
     old = record.attempts["1"].instance_id
     event = ec2_event(
@@ -262,7 +282,7 @@ def test_interruption_during_boot_resumes_on_a_new_instance(faults):
 
 
 def test_rebalance_under_the_checkpoint_policy_keeps_the_run_where_it_is(faults):
-    outcome = faults.run([Fault("rebalance", 4)], steps=100)
+    outcome = faults.run([Fault("rebalance", 0, when_status="RUNNING")], steps=100)
 
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     assert outcome.record.attempt == 1
@@ -272,7 +292,7 @@ def test_rebalance_under_the_checkpoint_policy_keeps_the_run_where_it_is(faults)
 
 def test_rebalance_under_the_migrate_policy_moves_the_run(faults):
     faults.interruptions = {"rebalance": "migrate"}
-    outcome = faults.run([Fault("rebalance", 4)])
+    outcome = faults.run([Fault("rebalance", 0, when_upload=AT_STEP_30)])
 
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     assert _reasons(outcome)[0] is EndReason.REBALANCE
@@ -304,6 +324,7 @@ def test_interruption_during_a_checkpoint_upload_resumes_from_a_whole_checkpoint
     # Given a large checkpoint at step 20, and a warning while it is on its way to S3
     outcome = faults.run(
         [Fault("interrupt", 0, when_upload="/checkpoints/ckpt-00020")],
+        steps=300,  # long enough that training outlasts the upload, even on a loaded machine
         pad_step=20,
         pad_bytes=150 * 1024 * 1024,
     )
