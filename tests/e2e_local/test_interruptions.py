@@ -18,7 +18,7 @@ from runctl.local.faults import Fault, ec2_event
 from runctl.local.session import LocalSession, RunOutcome
 from runctl.packaging import package_directory
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_faults")]
 
 # Faults fire when training reaches a point (a checkpoint's upload begins), not at a clock time,
 # so a loaded machine cannot move them into the boot. An upload begins up to ~4 s (80 steps)
