@@ -141,20 +141,13 @@ class RunsTable:
             values[f":a{index}"] = _to_dynamo(value)
             sets.append(f"#attempts.#n.#a{index} = :a{index}")
         final_list = ", ".join(f":f{index}" for index in range(len(_FINAL)))
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"run_id": {"S": run_id}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=f"attempt = :attempt AND NOT #status IN ({final_list})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._conditional_update(
+            run_id,
+            update="SET " + ", ".join(sets),
+            condition=f"attempt = :attempt AND NOT #status IN ({final_list})",
+            names=names,
+            values=values,
+        )
 
     def start_attempt(self, run_id: str, attempt: Attempt, now: str) -> bool:
         """Record the instance an attempt runs on and move the run to LAUNCHING."""
@@ -169,25 +162,16 @@ class RunsTable:
             ":instance": _to_dynamo(attempt.instance_id),
             ":detail": _to_dynamo(attempt.model_dump(mode="json", exclude_none=True)),
         }
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"run_id": {"S": run_id}},
-                UpdateExpression=(
-                    "SET #status = :launching, #updated = :now, instance_id = :instance, "
-                    "#attempts.#n = :detail"
-                ),
-                ConditionExpression=(
-                    "attempt = :attempt AND #status IN (:pending, :resuming, :launching)"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._conditional_update(
+            run_id,
+            update=(
+                "SET #status = :launching, #updated = :now, instance_id = :instance, "
+                "#attempts.#n = :detail"
+            ),
+            condition=("attempt = :attempt AND #status IN (:pending, :resuming, :launching)"),
+            names=names,
+            values=values,
+        )
 
     def advance_attempt(self, run_id: str, from_attempt: int, reason: str, now: str) -> bool:
         """Attempt n -> n+1 and RESUMING, once: False when the run moved on or is final."""
@@ -203,19 +187,36 @@ class RunsTable:
             **{f":f{index}": _to_dynamo(value) for index, value in enumerate(_FINAL)},
         }
         final_list = ", ".join(f":f{index}" for index in range(len(_FINAL)))
+        return self._conditional_update(
+            run_id,
+            update=(
+                "SET attempt = :next, #status = :resuming, #updated = :now, "
+                "task_token = :none, #attempts.#n.end_reason = :reason, "
+                "#attempts.#n.ended_at = :now REMOVE interrupted_by"
+            ),
+            condition=(
+                f"attempt = :attempt AND NOT #status IN ({final_list}) "
+                "AND attribute_exists(#attempts.#n)"
+            ),
+            names=names,
+            values=values,
+        )
+
+    def _conditional_update(
+        self,
+        run_id: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
+        """One UpdateItem under a condition; False (not an error) when the condition fails."""
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"run_id": {"S": run_id}},
-                UpdateExpression=(
-                    "SET attempt = :next, #status = :resuming, #updated = :now, "
-                    "task_token = :none, #attempts.#n.end_reason = :reason, "
-                    "#attempts.#n.ended_at = :now REMOVE interrupted_by"
-                ),
-                ConditionExpression=(
-                    f"attempt = :attempt AND NOT #status IN ({final_list}) "
-                    "AND attribute_exists(#attempts.#n)"
-                ),
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
