@@ -30,6 +30,8 @@ class Fault:
     # Or until an upload of one of the run's keys containing this text begins
     # (e.g. "/checkpoints/": fires while a large checkpoint is on its way to S3).
     when_upload: str | None = None
+    # An interrupt's notice period (the session's spot_notice_seconds when None).
+    notice_seconds: float | None = None
 
 
 def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +126,7 @@ class FaultInjector:
             if instance is None:
                 return
             self.applied.append((fault, instance.instance_id, datetime.now(UTC)))
-            getattr(self, f"_{fault.kind}")(instance)
+            getattr(self, f"_{fault.kind}")(instance, fault)
 
     def _wait_for_upload(self, text: str) -> bool:
         started = threading.Event()
@@ -167,8 +169,8 @@ class FaultInjector:
             self._stop.wait(0.2)
         return None
 
-    def _interrupt(self, instance: LocalInstance) -> None:
-        notice = self.session.settings.spot_notice_seconds
+    def _interrupt(self, instance: LocalInstance, fault: Fault) -> None:
+        notice = fault.notice_seconds or self.session.settings.spot_notice_seconds
         at = (datetime.now(UTC) + timedelta(seconds=notice)).strftime("%Y-%m-%dT%H:%M:%SZ")
         instance.imds.set_notice("spot/instance-action", {"action": "terminate", "time": at})
         self.session.events.send(
@@ -182,14 +184,14 @@ class FaultInjector:
         timer.daemon = True
         timer.start()
 
-    def _rebalance(self, instance: LocalInstance) -> None:
+    def _rebalance(self, instance: LocalInstance, fault: Fault) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         instance.imds.set_notice("events/recommendations/rebalance", {"noticeTime": now})
         self.session.events.send(
             ec2_event("EC2 Instance Rebalance Recommendation", instance.instance_id, {})
         )
 
-    def _kill(self, instance: LocalInstance) -> None:
+    def _kill(self, instance: LocalInstance, fault: Fault) -> None:
         self._terminate(instance.instance_id)
 
     def _terminate(self, instance_id: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.constants import attempt_prefix, handoff_key
+from lambdas.constants import attempt_prefix, handoff_key, log_stream_name
 from lambdas.models.run_record import EndReason, RunRecord, RunStatus
 from runctl.local.deploy import LocalSettings
 from runctl.local.faults import Fault, ec2_event
@@ -62,7 +62,9 @@ while step < hp["steps"]:
     if hp.get("every") and step % hp["every"] == 0:
         save()
     time.sleep(hp.get("step_seconds", 0.05))
-pathlib.Path(os.environ["RUNCTL_OUTPUT_DIR"], "done.json").write_text(json.dumps({"step": step}))
+out = pathlib.Path(os.environ["RUNCTL_OUTPUT_DIR"])
+(out / "model.bin").write_bytes(b"m" * hp.get("output_bytes", 1))
+(out / "done.json").write_text(json.dumps({"step": step}))
 """
 
 
@@ -102,6 +104,15 @@ class FaultRun:
         key = attempt_prefix(run_id, attempt) + "metrics.jsonl"
         body = self.session.s3.get_object(Bucket=self.session.stack.bucket, Key=key)["Body"]
         return [json.loads(line)["step"] for line in body.read().decode().splitlines() if line]
+
+    def log_lines(self, run_id: str, attempt: int) -> list[str]:
+        """The attempt's log stream: the script's output and the agent's own log records."""
+        events = self.session.logs.get_log_events(
+            logGroupName=self.session.stack.log_group,
+            logStreamName=log_stream_name(run_id, attempt),
+            startFromHead=True,
+        )["events"]
+        return [event["message"] for event in events]
 
     def handoff(self, run_id: str, attempt: int) -> dict:
         body = self.session.s3.get_object(
@@ -336,4 +347,25 @@ def test_interruption_during_a_checkpoint_upload_resumes_from_a_whole_checkpoint
     handed = faults.handoff(outcome.run_id, 1)["checkpoint"]
     assert handed["step"] >= 20
     assert faults.steps(outcome.run_id, 2)[0] == handed["step"] + 1
+    faults.assert_no_instance_left(outcome.run_id)
+
+
+def test_interruption_during_the_output_upload_lets_the_attempt_finish(faults):
+    # Given a script that leaves a large output, and a warning once its upload has begun (with
+    # a notice long enough for the upload, as AWS's two minutes would be)
+    output_bytes = 120 * 1024 * 1024
+    outcome = faults.run(
+        [Fault("interrupt", 0, when_upload="/outputs/model.bin", notice_seconds=60)],
+        steps=20,
+        output_bytes=output_bytes,
+    )
+
+    # Then the script had exited, so the notice changes nothing: one attempt, completed, whole
+    # outputs, and the agent said why it ignored the notice
+    assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
+    assert _reasons(outcome) == [EndReason.COMPLETED]
+    assert (outcome.outputs_dir / "model.bin").stat().st_size == output_bytes
+    assert json.loads((outcome.outputs_dir / "done.json").read_text()) == {"step": 20}
+    assert faults.session.table.get(outcome.run_id).interrupted_by is None
+    assert any("notice changes nothing" in line for line in faults.log_lines(outcome.run_id, 1))
     faults.assert_no_instance_left(outcome.run_id)
