@@ -344,9 +344,18 @@ class StepPermissions(FunctionPermissions):
             wildcard_reason="terminates the attempt's instance (id known only at run time), and "
             f"only instances tagged {TAG_MANAGED}=true (aws:ResourceTag condition)",
         )
-        self._describe_instances(function)
-        # result.json is missing after a failed launch or a lost instance: must read as 404.
-        self._read_run_files(function, "runs/<run_id>/attempts/<n>/result.json")
+        # DescribeSpotPriceHistory prices the run's spot attempts (lambdas/logic/pricing.py).
+        self._allow(
+            function,
+            "Describe",
+            ["ec2:DescribeInstances", "ec2:DescribeSpotPriceHistory"],
+            ["*"],
+            wildcard_reason="ec2:DescribeInstances and ec2:DescribeSpotPriceHistory "
+            + NO_RESOURCE_SCOPE,
+        )
+        # result.json is missing after a failed launch or a lost instance: must read as 404;
+        # metrics.jsonl of each attempt is read for the run's metrics summary.
+        self._read_run_files(function, "runs/<run_id>/attempts/<n>/result.json and metrics.jsonl")
         self._read_write_runs_table(function)
 
     def _grant_plan_next_attempt(self, function: lambda_.Function) -> None:
@@ -424,3 +433,19 @@ class EventHandlerPermissions(FunctionPermissions):
             wildcard_reason="executions of the TrainRun state machine only (its name, then "
             "'*' for the execution names, which are chosen per run at start time)",
         )
+
+
+class ClientFunctionPermissions(FunctionPermissions):
+    """Grants each CLIENT_FUNCTIONS function (by name) the calls its handler makes."""
+
+    def __init__(
+        self, *, bucket: s3.IBucket, runs_table: dynamodb.ITable, compute: Compute
+    ) -> None:
+        super().__init__(bucket=bucket, runs_table=runs_table, compute=compute)
+        self._by_step = {"StopRun": self._grant_stop_run}
+
+    def _grant_stop_run(self, function: lambda_.Function) -> None:
+        # Reads the run, marks it stop-requested (a conditional update).
+        self._update_run_record(function)
+        # Writes $RUNCTL_HOME/notice.json ("stop-requested") for the run's agent.
+        self._send_command(function)

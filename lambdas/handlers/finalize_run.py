@@ -1,4 +1,4 @@
-"""FinalizeRun: always terminate the instance, then record how the run ended."""
+"""FinalizeRun: always terminate the instance, then record how the run ended and what it cost."""
 
 from typing import Any
 
@@ -8,6 +8,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas import wiring
 from lambdas.env import lambda_env
+from lambdas.integrations.aws_clients import aws_client
+from lambdas.integrations.spot_prices import SpotPriceHistory
 from lambdas.logic.finalizing import finalize_run
 from lambdas.models.steps import FinalizeInput
 from lambdas.observability import logger, metrics, tracer
@@ -25,6 +27,7 @@ def lambda_handler(event: FinalizeInput, context: LambdaContext) -> dict[str, An
         wiring.s3(),
         lambda_env().BUCKET_NAME,
         wiring.utc_now(),
+        SpotPriceHistory(aws_client("ec2")),
     )
     metrics.add_metric(name=f"Run-{output.status}", unit=MetricUnit.Count, value=1)
     return output.model_dump(mode="json")

@@ -19,7 +19,10 @@ from lambdas.constants import (
 )
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.ec2_fleet import Ec2Fleet
-from lambdas.models.run_record import EndReason, RunStatus
+from lambdas.integrations.metrics_files import MetricsFiles
+from lambdas.logic.metrics_summary import MetricsSummariser
+from lambdas.logic.pricing import PriceLookup, run_cost
+from lambdas.models.run_record import EndReason, RunRecord, RunStatus
 from lambdas.models.steps import AgentResult, FinalizeInput, FinalizeOutput
 from lambdas.observability import logger
 
@@ -167,6 +170,7 @@ def finalize_run(
     s3: Any,
     bucket: str,
     now: datetime,
+    prices: PriceLookup,
 ) -> FinalizeOutput:
     run = request.run
     record = table.get(run.run_id)
@@ -201,18 +205,21 @@ def finalize_run(
         }
         if outcome.status is not RunStatus.SUCCEEDED:
             fields["stderr_tail"] = result.stderr_tail[-STDERR_TAIL_CHARS:]
-    table.update_live(
-        run.run_id,
-        run.attempt,
-        stamp,
-        fields,
-        # A run that never launched has no attempt entry to annotate.
-        attempt_fields=(
-            {"ended_at": stamp, "end_reason": outcome.end_reason.value}
-            if record is not None and str(run.attempt) in record.attempts
-            else None
-        ),
+    # A run that never launched has no attempt entry to annotate.
+    attempt_fields = (
+        {"ended_at": stamp, "end_reason": outcome.end_reason.value}
+        if record is not None and str(run.attempt) in record.attempts
+        else None
     )
+    summary = run_summary_fields(record, MetricsFiles(s3, bucket), prices, now) if record else {}
+    try:
+        table.update_live(run.run_id, run.attempt, stamp, fields | summary, attempt_fields)
+    except ClientError as error:
+        # The summary could push the item past DynamoDB's 400 KB: end the run without it.
+        if not summary or error.response["Error"]["Code"] != "ValidationException":
+            raise
+        logger.warning("run item cannot take its cost and metrics summary", exc_info=True)
+        table.update_live(run.run_id, run.attempt, stamp, fields, attempt_fields)
     return FinalizeOutput(
         run_id=run.run_id,
         status=outcome.status.value,
@@ -221,6 +228,41 @@ def finalize_run(
         cause=outcome.cause,
         outputs_uri=result.outputs_uri if result else None,
     )
+
+
+def run_summary_fields(
+    record: RunRecord, metrics_files: MetricsFiles, prices: PriceLookup, now: datetime
+) -> dict[str, Any]:
+    """`cost` and `metrics_summary` for the final write. Each is best effort: a price or metrics
+    file that cannot be read must not keep the run from ending, so a failure is logged and that
+    field left out."""
+    fields: dict[str, Any] = {}
+    # Any exception: whatever went wrong here, the run must still be recorded as ended.
+    try:
+        fields["cost"] = run_cost(record, prices, now).model_dump(mode="json")
+    except Exception:
+        logger.warning("could not price the run", extra={"run_id": record.run_id}, exc_info=True)
+    try:
+        summariser = MetricsSummariser()
+        attempts = [attempt.number for attempt in record.attempts.values()]
+        bad_lines = summariser.add_lines(metrics_files.lines(record.run_id, attempts))
+        if bad_lines or summariser.skipped_names:
+            logger.warning(
+                "metrics left out of the summary",
+                extra={
+                    "run_id": record.run_id,
+                    "bad_lines": bad_lines,
+                    "skipped_names": sorted(summariser.skipped_names)[:20],
+                },
+            )
+        fields["metrics_summary"] = {
+            name: summary.model_dump(mode="json") for name, summary in summariser.summary().items()
+        }
+    except Exception:
+        logger.warning(
+            "could not summarise the run's metrics", extra={"run_id": record.run_id}, exc_info=True
+        )
+    return fields
 
 
 def _finalize_foreign(request: FinalizeInput, fleet: Ec2Fleet, now: datetime) -> FinalizeOutput:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +57,69 @@ class Attempt(BaseModel):
     end_reason: EndReason | None = None
 
 
+# Where an attempt's hourly price came from (lambdas/logic/pricing.py): EC2's spot price history,
+# the static on-demand list price, the static spot estimate (a fixed fraction of on-demand, used
+# when the history was unreachable), or no price at all (an instance type the table lacks).
+PriceSource = Literal[
+    "spot-price-history", "on-demand-list-price", "static-spot-estimate", "unpriced"
+]
+STATIC_PRICE_SOURCES = frozenset({"on-demand-list-price", "static-spot-estimate"})
+
+
+class AttemptCost(BaseModel):
+    """What one attempt's instance cost: its hourly price times how long it ran."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    number: int
+    instance_type: str | None = None
+    market: str | None = None
+    seconds: float
+    usd_per_hour: float | None = Field(
+        default=None, description="None when price_source is unpriced"
+    )
+    usd: float | None = Field(default=None, description="None when price_source is unpriced")
+    price_source: PriceSource
+
+
+class RunCost(BaseModel):
+    """The run's instance cost, attempt by attempt (EC2 instance time only: no EBS, S3, Lambda)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    total_usd: float = Field(description="the sum of the priced attempts")
+    currency: Literal["USD"] = "USD"
+    attempts: list[AttemptCost] = Field(default_factory=list)
+    static_prices_as_of: str | None = Field(
+        default=None, description="when the static table's prices were taken, if any was used"
+    )
+
+    @property
+    def uses_static_fallback(self) -> bool:
+        """True when some attempt was priced from the static table rather than from AWS."""
+        return any(attempt.price_source in STATIC_PRICE_SOURCES for attempt in self.attempts)
+
+    @property
+    def is_complete(self) -> bool:
+        """False when some attempt has no price, so total_usd is a lower bound."""
+        return all(attempt.usd is not None for attempt in self.attempts)
+
+
+class MetricSummary(BaseModel):
+    """One metric over every attempt's metrics.jsonl. Whether lower or higher is better is the
+    reader's call (min and max are both kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    last: int | float
+    min: int | float
+    max: int | float
+    count: int = Field(description="how many finite values were summarised")
+    last_step: int | float | None = Field(
+        default=None, description='the "step" on the line of the last value, when it had one'
+    )
+
+
 class RunRecord(BaseModel):
     """One item of the runs table, keyed by run_id."""
 
@@ -84,6 +147,13 @@ class RunRecord(BaseModel):
     outputs_uri: str | None = None
     final_metrics: dict[str, Any] = Field(default_factory=dict)
     latest_metrics: dict[str, Any] = Field(default_factory=dict)
+    stop_requested_at: str | None = Field(
+        default=None, description="set by StopRun: the run ends CANCELLED, it is not resumed"
+    )
     interrupted_by: str | None = Field(
         default=None, description="set by the agent with CHECKPOINTING: what notice it got"
+    )
+    cost: RunCost | None = Field(default=None, description="set by FinalizeRun")
+    metrics_summary: dict[str, MetricSummary] = Field(
+        default_factory=dict, description="set by FinalizeRun, by metric name"
     )

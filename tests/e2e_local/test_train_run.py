@@ -45,6 +45,12 @@ def test_successful_run_uploads_outputs_and_metrics_and_terminates_the_instance(
     )
     metric_lines = runner.s3_text(attempt_prefix(outcome.run_id, 1) + "metrics.jsonl").splitlines()
     assert [json.loads(line)["step"] for line in metric_lines] == [1, 2, 3]
+    # And the record says what the attempt cost and summarises the metrics
+    assert record.cost is not None
+    assert [attempt.number for attempt in record.cost.attempts] == [1]
+    assert record.cost.total_usd > 0
+    assert record.metrics_summary["loss"].last == pytest.approx(1 / 3)
+    assert (record.metrics_summary["loss"].max, record.metrics_summary["loss"].count) == (1.0, 3)
     # And the follower saw the metrics as they arrived, and the local copy of outputs exists
     assert [e.data["step"] for e in runner.events if e.kind == "metric"] == [1, 2, 3]
     assert (outcome.outputs_dir / "model.txt").read_text() == "trained"

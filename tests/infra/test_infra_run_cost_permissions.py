@@ -1,0 +1,41 @@
+"""FinalizeRun may read spot prices and the attempts' metrics files; no other function may."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+
+def _statements_granting(synthesized, action):
+    """{function name: [statements granting `action`]} over every runctl Lambda's role."""
+    functions = {
+        **synthesized.stack.orchestration.functions,
+        **synthesized.stack.instance_events.functions,
+    }
+    found = {}
+    for name, function in functions.items():
+        for statement in synthesized.role_statements(function.role):
+            if action in synthesized.listed(statement["Action"]):
+                found.setdefault(name, []).append(statement)
+    return found
+
+
+def test_only_finalize_run_reads_the_spot_price_history(synthesized):
+    granted = _statements_granting(synthesized, "ec2:DescribeSpotPriceHistory")
+
+    assert set(granted) == {"FinalizeRun"}
+    [statement] = granted["FinalizeRun"]
+    # The action has no resource-level permissions: '*' is its only valid Resource
+    assert synthesized.listed(statement["Resource"]) == ["*"]
+    assert "Condition" not in statement
+
+
+def test_finalize_run_reads_run_files_only_under_runs(synthesized):
+    bucket_id = synthesized.logical_id(synthesized.stack.storage.bucket)
+
+    [statement] = _statements_granting(synthesized, "s3:GetObject")["FinalizeRun"]
+
+    assert synthesized.listed(statement["Resource"]) == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/runs/*"]]}
+    ]
