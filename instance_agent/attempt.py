@@ -31,11 +31,19 @@ from .errors import AgentError
 from .layout import log_stream_name, logs_prefix, metrics_key, outputs_prefix, s3_uri
 from .logs import AgentLogHandler, CloudWatchSink, ScriptLogs
 from .metrics import MetricsRecorder
-from .notices import NOTICE_FILE, REBALANCE, Notice, NoticeWatcher, stop_wait_seconds
+from .notices import (
+    NOTICE_FILE,
+    REBALANCE,
+    STOP_REQUESTED,
+    Notice,
+    NoticeWatcher,
+    stop_wait_seconds,
+)
 from .outputs import upload_outputs
 from .periodic import PeriodicThread
 from .result import (
     AGENT_FAILED,
+    CANCELLED,
     ERROR_INTERRUPTED,
     INTERRUPTED,
     SCRIPT_FAILED,
@@ -129,6 +137,7 @@ class AttemptRunner:
         self.output: ScriptOutput | None = None
         self.metrics: MetricsRecorder | None = None
         self.checkpoints: CheckpointSync | None = None
+        self.dirs: WorkDirs | None = None
         self.restored: Restored | None = None
         self.returncode: int | None = None
         self._checkpoint_thread: PeriodicThread | None = None
@@ -166,6 +175,7 @@ class AttemptRunner:
     def _run(self) -> AgentResult:
         config, spec = self.config, self.config.spec
         dirs = WorkDirs.create(self.home, config.run_id, config.attempt)
+        self.dirs = dirs
         self.record.set_status(STAGING)
         stage_code(self.clients.s3, spec.code_uri, spec.code_sha256, dirs.code, dirs.scratch)
         checkpoints = CheckpointSync(
@@ -236,8 +246,26 @@ class AttemptRunner:
         rebalance_policy = self.config.spec.interruptions.rebalance
         if notice.kind == REBALANCE and rebalance_policy == REBALANCE_CHECKPOINT:
             self._checkpoint_now()
+        elif notice.kind == STOP_REQUESTED:
+            self._stop_on_request(notice)
         else:
             self._interrupt(notice)
+
+    def _stop_on_request(self, notice: Notice) -> None:
+        """The user's stop: SIGTERM and the grace period; unlike an interruption the task ends
+        only after the uploads (the main thread's _finish_stopped), as nothing is resumed."""
+        claimed, process = self.ending.interrupt(notice)
+        if not claimed:
+            logger.info("the attempt is ending already: the stop request changes nothing")
+            return
+        self._notice_steps_done.set()
+        if process is None:
+            return  # still staging: the main thread will not start the script
+        wait = float(self.config.spec.interruptions.grace_seconds)
+        logger.warning(
+            "stop requested: SIGTERM now, SIGKILL in %.1f s if the script still runs", wait
+        )
+        kill_group(process, grace_seconds=wait, before_kill=self._before_kill)
 
     def _checkpoint_now(self) -> None:
         """A rebalance recommendation with `rebalance: checkpoint`: the run goes on."""
@@ -291,6 +319,8 @@ class AttemptRunner:
     def _finish_interrupted(self, problems: list[str] | None = None) -> AgentResult:
         notice = self.ending.notice
         assert notice is not None
+        if notice.kind == STOP_REQUESTED:
+            return self._finish_stopped(problems or [])
         if not self._notice_steps_done.wait(_NOTICE_STEPS_TIMEOUT):
             logger.warning("the notice's status and task updates are still pending; going on")
         problems = list(problems or [])
@@ -314,22 +344,35 @@ class AttemptRunner:
                 problems.append(f"{what} failed: {_describe(error)}")
         return self._interrupted_result(notice, problems)
 
-    def _interrupted_result(self, notice: Notice, problems: list[str]) -> AgentResult:
-        if self.process is None:
-            script = "the script had not started"
-        elif self.returncode is None:
-            script = "the script was stopped"
+    def _finish_stopped(self, problems: list[str]) -> AgentResult:
+        """The run ends here: keep everything it made (checkpoints, outputs, logs, metrics)."""
+        if self.process is None or self.checkpoints is None or self.dirs is None:
+            message = "stopped on request before the script started"
         else:
-            code = exit_code_of(self.returncode)
-            if self.returncode == -signal.SIGKILL:
-                script = (
-                    f"the script was killed by SIGKILL after the grace period (exit code {code})"
-                )
-            elif self.returncode < 0:
-                name = _signal_name(-self.returncode)
-                script = f"the script was stopped by signal {name} (exit code {code})"
-            else:
-                script = f"the script exited with code {code}"
+            problems = problems + self._finish(self.checkpoints, self.dirs)
+            message = (
+                f"stopped on request: {self._script_fate()}; the newest checkpoint, the outputs "
+                "and the logs are uploaded"
+            )
+        if problems:
+            message += "; " + "; ".join(problems)
+        return self._result(CANCELLED, message)
+
+    def _script_fate(self) -> str:
+        if self.process is None:
+            return "the script had not started"
+        if self.returncode is None:
+            return "the script was stopped"
+        code = exit_code_of(self.returncode)
+        if self.returncode == -signal.SIGKILL:
+            return f"the script was killed by SIGKILL after the grace period (exit code {code})"
+        if self.returncode < 0:
+            name = _signal_name(-self.returncode)
+            return f"the script was stopped by signal {name} (exit code {code})"
+        return f"the script exited with code {code}"
+
+    def _interrupted_result(self, notice: Notice, problems: list[str]) -> AgentResult:
+        script = self._script_fate()
         message = (
             f"interrupted by a {notice.kind} notice (at {notice.notice_time}, "
             f"from {notice.source or 'notice.json'}): {script}; outputs are not uploaded for an "

@@ -4,7 +4,8 @@ Two sources, whichever speaks first wins (docs/architecture.md, "Interruptions a
 - IMDS, polled: `spot/instance-action` ({"action": "terminate"|"stop"|"hibernate", "time": ISO})
   and `events/recommendations/rebalance` ({"noticeTime": ISO});
 - `$RUNCTL_HOME/notice.json`, written by the OnInstanceEvent Lambda over SSM from the EventBridge
-  event: {"kind": "spot-interrupted"|"rebalance", "notice_time", "termination_time", "source"}.
+  event: {"kind": "spot-interrupted"|"rebalance", "notice_time", "termination_time", "source"};
+  StopRun writes the same file with kind "stop-requested" (the user's `runctl stop`).
 The first notice of each kind is handed on once; later ones of that kind, from either source or
 from the next poll, are ignored.
 """
@@ -27,7 +28,10 @@ logger = logging.getLogger(__name__)
 
 SPOT_INTERRUPTED = "spot-interrupted"
 REBALANCE = "rebalance"
-KINDS = (SPOT_INTERRUPTED, REBALANCE)
+# The user's `runctl stop` (StopRun writes it to notice.json): stop, upload, end CANCELLED.
+STOP_REQUESTED = "stop-requested"
+# In order of urgency: a spot warning seen with a stop request decides how the attempt ends.
+KINDS = (SPOT_INTERRUPTED, REBALANCE, STOP_REQUESTED)
 SPOT_ACTIONS = ("terminate", "stop", "hibernate")
 NOTICE_FILE = "notice.json"
 # SIGKILL comes this long before the announced termination at the latest, so the last checkpoint
@@ -42,7 +46,7 @@ class NoticeError(ValueError):
 
 @dataclass(frozen=True)
 class Notice:
-    kind: str  # SPOT_INTERRUPTED or REBALANCE
+    kind: str  # SPOT_INTERRUPTED, REBALANCE or STOP_REQUESTED
     notice_time: str  # ISO-8601
     termination_time: str | None  # ISO-8601; None when not announced (a rebalance)
     source: str  # "imds" or what notice.json says (e.g. "eventbridge")

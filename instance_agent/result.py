@@ -15,10 +15,13 @@ SCRIPT_FAILED = "script-failed"
 AGENT_FAILED = "agent-failed"
 # An interruption notice ended the attempt; the run goes on in the next one.
 INTERRUPTED = "interrupted"
+# The user's stop request ended the attempt, and with it the run.
+CANCELLED = "cancelled"
 
 ERROR_SCRIPT_FAILED = "Runctl.ScriptFailed"
 ERROR_AGENT_FAILED = "Runctl.AgentFailed"
 ERROR_INTERRUPTED = "Runctl.Interrupted"
+ERROR_CANCELLED = "Runctl.Cancelled"
 
 
 @dataclass
@@ -45,9 +48,11 @@ class AgentResult:
         """The task failure's error name; None for a success."""
         if self.outcome == SUCCEEDED:
             return None
-        return {SCRIPT_FAILED: ERROR_SCRIPT_FAILED, INTERRUPTED: ERROR_INTERRUPTED}.get(
-            self.outcome, ERROR_AGENT_FAILED
-        )
+        return {
+            SCRIPT_FAILED: ERROR_SCRIPT_FAILED,
+            INTERRUPTED: ERROR_INTERRUPTED,
+            CANCELLED: ERROR_CANCELLED,
+        }.get(self.outcome, ERROR_AGENT_FAILED)
 
 
 def write_result(s3: Any, bucket: str, run_id: str, attempt: int, result: AgentResult) -> None:

@@ -61,3 +61,7 @@ ERROR_AGENT_FAILED: Final = "Runctl.AgentFailed"
 ERROR_INTERRUPTED: Final = "Runctl.Interrupted"
 # OnInstanceEvent fails the stored task token with this when the instance dies without warning.
 ERROR_INSTANCE_LOST: Final = "Runctl.InstanceLost"
+# The agent stopped the script on the user's request (StopRun), after its uploads.
+ERROR_CANCELLED: Final = "Runctl.Cancelled"
+# The notice StopRun sends the agent (as the spot and rebalance notices, in notice.json).
+NOTICE_STOP_REQUESTED: Final = "stop-requested"

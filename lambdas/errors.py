@@ -31,5 +31,13 @@ class RunNotLive(RunctlError):
     """The run ended (for example it was cancelled) while this step was working on it."""
 
 
+class RunNotFound(RunctlError):
+    """No run has this id."""
+
+
+class RunStopped(RunctlError):
+    """The user asked to stop the run before its agent started: it ends CANCELLED."""
+
+
 class BootstrapFailed(RunctlError):
     """Installing the agent over SSM failed or did not finish in time."""

@@ -41,8 +41,17 @@ EVENT_HANDLERS: Final = (
     LambdaStep("ReapOrphans", "lambdas.handlers.reap_orphans.lambda_handler"),
 )
 
+# Functions the client invokes.
+CLIENT_FUNCTIONS: Final = (
+    # `runctl stop RUN`: a graceful stop (checkpoint, upload, finalize as CANCELLED).
+    LambdaStep("StopRun", "lambdas.handlers.stop_run.lambda_handler"),
+)
+
 # Non-ARN placeholders of train_run.asl.json, with the value `cdk deploy` uses.
 TRAIN_RUN_SETTINGS: Final = {
+    # An EC2 instance is never running and online in SSM in under a minute: the first check
+    # waits that long, so a boot costs a few polls (each ~9 history events), not a dozen.
+    "FirstPollSeconds": "45",
     "PollIntervalSeconds": "10",
     "HeartbeatSeconds": "300",
 }

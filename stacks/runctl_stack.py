@@ -7,11 +7,12 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from stacks.client_functions import ClientFunctions
 from stacks.compute import Compute
 from stacks.config import RunctlConfig
 from stacks.instance_events import InstanceEvents
 from stacks.orchestration import Orchestration
-from stacks.step_permissions import EventHandlerPermissions
+from stacks.step_permissions import ClientFunctionPermissions, EventHandlerPermissions
 from stacks.storage import Storage
 
 
@@ -58,6 +59,17 @@ class RunctlStack(Stack):
             ),
             heartbeat_seconds=config.heartbeat_seconds,
         )
+        # What the client invokes: `runctl stop`.
+        self.client_functions = ClientFunctions(
+            self,
+            "ClientFunctions",
+            orchestration=self.orchestration,
+            permissions=ClientFunctionPermissions(
+                bucket=self.storage.bucket,
+                runs_table=self.storage.runs_table,
+                compute=self.compute,
+            ),
+        )
 
         # Stable ids: the client and tests find resources by these names.
         outputs = {
@@ -66,6 +78,7 @@ class RunctlStack(Stack):
             "RunsTableName": self.storage.runs_table.table_name,
             "LogGroupName": self.storage.run_log_group.log_group_name,
             "InstanceRoleArn": self.compute.instance_role.role_arn,
+            "StopRunFunctionName": self.client_functions.functions["StopRun"].function_name,
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)

@@ -121,8 +121,10 @@ class RunsTable:
         now: str,
         fields: dict[str, Any],
         attempt_fields: dict[str, Any] | None = None,
+        unless_stop_requested: bool = False,
     ) -> bool:
-        """Set fields on a live run's current attempt; False when the run is final or moved on."""
+        """Set fields on a live run's current attempt; False when the run is final or moved on
+        (or, with `unless_stop_requested`, when the user asked to stop it)."""
         names = {"#status": "status", "#updated": "updated_at"}
         values: dict[str, Any] = {
             ":attempt": _to_dynamo(attempt),
@@ -141,12 +143,27 @@ class RunsTable:
             values[f":a{index}"] = _to_dynamo(value)
             sets.append(f"#attempts.#n.#a{index} = :a{index}")
         final_list = ", ".join(f":f{index}" for index in range(len(_FINAL)))
+        condition = f"attempt = :attempt AND NOT #status IN ({final_list})"
+        if unless_stop_requested:
+            condition += " AND attribute_not_exists(stop_requested_at)"
+        return self._conditional_update(
+            run_id, update="SET " + ", ".join(sets), condition=condition, names=names, values=values
+        )
+
+    def request_stop(self, run_id: str, now: str) -> bool:
+        """Mark a live run to be stopped (the first request's time is kept); False when the run
+        is final or unknown. StartAgent's token write is conditional on this mark's absence, so
+        of the two, exactly one sees the other."""
+        final_list = ", ".join(f":f{index}" for index in range(len(_FINAL)))
         return self._conditional_update(
             run_id,
-            update="SET " + ", ".join(sets),
-            condition=f"attempt = :attempt AND NOT #status IN ({final_list})",
-            names=names,
-            values=values,
+            update="SET stop_requested_at = if_not_exists(stop_requested_at, :now)",
+            condition=f"attribute_exists(run_id) AND NOT #status IN ({final_list})",
+            names={"#status": "status"},
+            values={
+                ":now": _to_dynamo(now),
+                **{f":f{index}": _to_dynamo(value) for index, value in enumerate(_FINAL)},
+            },
         )
 
     def start_attempt(self, run_id: str, attempt: Attempt, now: str) -> bool:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from lambdas.constants import (
     ERROR_AGENT_FAILED,
+    ERROR_CANCELLED,
     ERROR_INSTANCE_LOST,
     ERROR_INTERRUPTED,
     ERROR_SCRIPT_FAILED,
@@ -39,6 +40,8 @@ END_REASON_BY_ERROR = {
     "BootstrapFailed": EndReason.BOOTSTRAP_FAILED,
     ERROR_INSTANCE_LOST: EndReason.INSTANCE_LOST,
     ERROR_INTERRUPTED: EndReason.SPOT_INTERRUPTED,  # or rebalance: the cause says which
+    ERROR_CANCELLED: EndReason.CANCELLED,  # the agent stopped the script on request
+    "RunStopped": EndReason.CANCELLED,  # stopped on request before the agent started
 }
 STDERR_TAIL_CHARS = 4096
 
@@ -67,7 +70,8 @@ def decide_outcome(
         reason = interruption_reason(request.error.Cause)
     if request.next is not None and request.next.reason:
         reason = EndReason(request.next.reason)
-    return Outcome(RunStatus.FAILED, reason, error_name(reason), _cause(name, request, result))
+    status = RunStatus.CANCELLED if reason is EndReason.CANCELLED else RunStatus.FAILED
+    return Outcome(status, reason, error_name(reason), _cause(name, request, result))
 
 
 def step_error_name(request: FinalizeInput, attempt_seconds: float | None) -> str:
@@ -110,6 +114,9 @@ def _error_cause(name: str, request: FinalizeInput, result: AgentResult | None) 
         return f"script exited with code {result.exit_code}: {tail[0]}"
     if name == ERROR_AGENT_FAILED and result is not None and result.message:
         return f"agent failed: {result.message}"
+    if name == ERROR_CANCELLED:
+        detail = f": {result.message}" if result is not None and result.message else ""
+        return f"stopped on request{detail}"
     if name == ERROR_INTERRUPTED:
         # The agent's cause says which; the plan's reason may be another (limit-exceeded).
         kind = interruption_reason(request.error.Cause if request.error else None)

@@ -64,6 +64,12 @@ def plan_next_attempt(
         return NextAttemptPlan(resume=False, reason="", detail="not a reason to try again")
     if record is None:
         return NextAttemptPlan(resume=False, reason=reason.value, detail="no run record")
+    if record.stop_requested_at is not None:
+        return NextAttemptPlan(
+            resume=False,
+            reason=EndReason.CANCELLED.value,
+            detail=f"stopped on request ({reason.value} ended the attempt)",
+        )
     if record.attempt == run.attempt + 1:
         # A retry of this step after its write went through: the same decision again.
         return _resume(run, request, reason, record, now)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from lambdas.errors import BootstrapFailed, InstanceLost, InstanceStartTimeout
 from lambdas.integrations.ec2_fleet import Ec2Fleet
 from lambdas.integrations.ssm_commands import SsmCommands
+from lambdas.logic.polling import next_poll_seconds
 from lambdas.models.steps import ReadyProbe, StepInput
 
 _GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
@@ -27,7 +30,7 @@ def check_instance(step: StepInput, fleet: Ec2Fleet, now: float) -> ReadyProbe:
             f"instance {instance_id} not ready before the deadline ({detail}); check that the "
             "image runs the SSM agent and the subnet reaches the SSM endpoints"
         )
-    return ReadyProbe(ready=False, detail=detail)
+    return _not_ready(step, detail, now)
 
 
 def check_bootstrap(step: StepInput, commands: SsmCommands, now: float) -> ReadyProbe:
@@ -45,4 +48,12 @@ def check_bootstrap(step: StepInput, commands: SsmCommands, now: float) -> Ready
             f"installing the agent on {step.instance.instance_id} did not finish in time "
             f"(last status {status.status})"
         )
-    return ReadyProbe(ready=False, detail=status.status)
+    return _not_ready(step, status.status, now)
+
+
+def _not_ready(step: StepInput, detail: str, now: float) -> ReadyProbe:
+    """Both polls back off by the time since launch: the boot as a whole is what is slow."""
+    waited = now - datetime.fromisoformat(step.instance.launched_at).timestamp()
+    return ReadyProbe(
+        ready=False, detail=detail, wait_seconds=next_poll_seconds(step.poll_seconds, waited)
+    )

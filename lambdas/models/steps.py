@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,7 @@ class ReadyProbe(_Payload):
 
     ready: bool
     detail: str = ""
+    wait_seconds: int = Field(default=1, ge=1, description="before the next poll (when not ready)")
 
 
 class BootstrapInfo(_Payload):
@@ -65,6 +66,7 @@ class StepInput(_Payload):
     run: RunContext
     instance: InstanceInfo
     bootstrap: BootstrapInfo | None = None
+    poll_seconds: int = Field(default=10, ge=1, description="the deployment's base poll interval")
 
 
 class StartAgentInput(StepInput):
@@ -134,3 +136,15 @@ class FinalizeOutput(_Payload):
     error: str = "None"
     cause: str = ""
     outputs_uri: str | None = None
+
+
+class StopRunInput(_Payload):
+    """What the client sends StopRun."""
+
+    run_id: str = Field(min_length=1, max_length=80)
+
+
+class StopRunOutput(_Payload):
+    run_id: str
+    action: Literal["agent-asked-to-stop", "stopping-before-training", "already-finished"]
+    message: str

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from lambdas.functions import EVENT_HANDLERS, TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
+from lambdas.functions import CLIENT_FUNCTIONS, EVENT_HANDLERS, TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
 from runctl.local.emulator import REGION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     # The code is never run from this zip: the bridge imports the handler by name.
     placeholder_code = _placeholder_zip()
     function_arns = {}
-    for step in (*TRAIN_RUN_STEPS, *EVENT_HANDLERS):
+    for step in (*TRAIN_RUN_STEPS, *EVENT_HANDLERS, *CLIENT_FUNCTIONS):
         function_arns[step.name] = lam.create_function(
             FunctionName=f"{name}-{step.name}",
             Runtime="python3.11",
@@ -122,6 +122,7 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
 
     substitutions: dict[str, Any] = {
         **TRAIN_RUN_SETTINGS,
+        "FirstPollSeconds": str(settings.poll_seconds),
         "PollIntervalSeconds": str(settings.poll_seconds),
         "HeartbeatSeconds": str(settings.heartbeat_seconds),
         **{step.placeholder: function_arns[step.name] for step in TRAIN_RUN_STEPS},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +16,7 @@ INSTANCE = {
     "instance_type": "g5.xlarge",
     "availability_zone": "us-east-1a",
     "market": "spot",
-    "launched_at": "2026-11-23T12:00:00+00:00",
+    "launched_at": datetime.now(UTC).isoformat(),  # a fresh boot: polled at the base rate
     "ready_deadline": 0,
 }
 
@@ -58,20 +59,20 @@ def test_given_ready_instance_when_bootstrapped_then_install_script_is_sent_to_i
 def test_given_install_succeeded_when_checked_then_ready(check, fake_ssm):
     fake_ssm.invocation = {"Status": "Success", "StandardOutputContent": "agent import ok\n"}
 
-    assert check() == {"ready": True, "detail": "agent installed"}
+    assert check() == {"ready": True, "detail": "agent installed", "wait_seconds": 1}
 
 
 @pytest.mark.parametrize("status", ["Pending", "InProgress", "Delayed"])
 def test_given_install_running_before_deadline_when_checked_then_not_ready(check, fake_ssm, status):
     fake_ssm.invocation = {"Status": status}
 
-    assert check() == {"ready": False, "detail": status}
+    assert check() == {"ready": False, "detail": status, "wait_seconds": 10}
 
 
 def test_given_invocation_not_visible_yet_when_checked_then_pending(check, fake_ssm):
     fake_ssm.invocation = None  # GetCommandInvocation says InvocationDoesNotExist
 
-    assert check() == {"ready": False, "detail": "Pending"}
+    assert check() == {"ready": False, "detail": "Pending", "wait_seconds": 10}
 
 
 def test_given_install_failed_when_checked_then_bootstrap_failed_with_stderr_tail(check, fake_ssm):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,17 +26,25 @@ def test_given_pending_instance_when_polled_then_not_ready(poll, ec2_spy, fake_s
     ec2_spy.reported_state = "pending"
     fake_ssm.online.add(launched["instance_id"])  # pending beats a stale Online
 
-    assert poll() == {"ready": False, "detail": "state pending, SSM not registered yet"}
+    assert poll() == {
+        "ready": False,
+        "detail": "state pending, SSM not registered yet",
+        "wait_seconds": 10,
+    }
 
 
 def test_given_running_instance_not_in_ssm_when_polled_then_not_ready(poll):
-    assert poll() == {"ready": False, "detail": "state running, SSM not registered yet"}
+    assert poll() == {
+        "ready": False,
+        "detail": "state running, SSM not registered yet",
+        "wait_seconds": 10,
+    }
 
 
 def test_given_running_instance_online_in_ssm_when_polled_then_ready(poll, fake_ssm, launched):
     fake_ssm.online.add(launched["instance_id"])
 
-    assert poll() == {"ready": True, "detail": "running and online in SSM"}
+    assert poll() == {"ready": True, "detail": "running and online in SSM", "wait_seconds": 1}
 
 
 def test_given_other_instance_online_when_polled_then_still_not_ready(poll, fake_ssm):
@@ -79,4 +88,25 @@ def test_given_instance_ec2_does_not_know_yet_when_polled_then_not_ready(
 
     probe = invoke(check_instance, {"run": recorded_run, "instance": instance})
 
-    assert probe == {"ready": False, "detail": "state unknown, SSM not registered yet"}
+    assert probe == {
+        "ready": False,
+        "detail": "state unknown, SSM not registered yet",
+        "wait_seconds": 10,
+    }
+
+
+def test_given_a_slow_boot_when_polled_then_the_next_poll_waits_longer(
+    invoke, recorded_run, launched, fake_ssm
+):
+    # Launched four minutes ago and still not online: poll less often than the base interval
+    four_minutes_ago = datetime.now(UTC) - timedelta(minutes=4)
+    instance = {
+        **launched,
+        "launched_at": four_minutes_ago.isoformat(),
+        "ready_deadline": time.time() + 300,
+    }
+
+    probe = invoke(check_instance, {"run": recorded_run, "instance": instance, "poll_seconds": 10})
+
+    assert probe["ready"] is False
+    assert 60 >= probe["wait_seconds"] > 10

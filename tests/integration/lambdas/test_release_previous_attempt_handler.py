@@ -55,7 +55,7 @@ def test_given_first_attempt_when_released_then_ready_and_its_instance_untouched
 ):
     probe = invoke(release_previous_attempt, {"run": recorded_run, "previous": None})
 
-    assert probe == {"ready": True, "detail": "first attempt"}
+    assert probe == {"ready": True, "detail": "first attempt", "wait_seconds": 1}
     assert _state(aws, launched) == "running"
 
 

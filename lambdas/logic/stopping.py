@@ -1,0 +1,71 @@
+"""StopRun: a user's graceful stop. A run whose agent works is stopped by the agent (SIGTERM,
+grace, checkpoint and outputs uploaded, then the task ends with Runctl.Cancelled); a run with no
+agent yet ends at its next step (StartAgent or PlanNextAttempt sees the mark). Either way
+FinalizeRun ends it CANCELLED and terminates its instances."""
+
+from __future__ import annotations
+
+from lambdas.constants import NOTICE_STOP_REQUESTED
+from lambdas.dal.runs_table import RunsTable
+from lambdas.errors import RunNotFound
+from lambdas.integrations.ssm_commands import SsmCommands
+from lambdas.logic.agent_commands import notice_script
+from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
+from lambdas.models.steps import StopRunOutput
+
+# The agent works (and reads notices) in these states; in CHECKPOINTING it is already ending the
+# attempt for an interruption, and the next attempt will not start.
+AGENT_WORKING = frozenset({RunStatus.STAGING, RunStatus.RUNNING})
+
+
+def stop_run(run_id: str, table: RunsTable, commands: SsmCommands, now: str) -> StopRunOutput:
+    record = table.get(run_id)
+    if record is None:
+        raise RunNotFound(f"no run {run_id!r}: `runctl runs list` shows the runs there are")
+    if record.status in FINAL_STATUSES or not table.request_stop(run_id, now):
+        return _finished(table.get(run_id) or record)
+    # Read again after the mark: StartAgent stores the task token only while there is no mark,
+    # so a token seen now belongs to an agent that will run (or runs) and must be told.
+    marked = table.get(run_id) or record
+    if marked.status in FINAL_STATUSES:
+        return _finished(marked)
+    if marked.task_token and marked.instance_id and marked.status in AGENT_WORKING:
+        commands.run_shell(
+            marked.instance_id,
+            notice_script(
+                {
+                    "kind": NOTICE_STOP_REQUESTED,
+                    "notice_time": marked.stop_requested_at or now,
+                    "termination_time": None,
+                    "source": "stop-run",
+                }
+            ),
+            comment=f"runctl stop {run_id}",
+            timeout_seconds=60,
+        )
+        grace = marked.spec.get("interruptions", {}).get("grace_seconds", 90)
+        return StopRunOutput(
+            run_id=run_id,
+            action="agent-asked-to-stop",
+            message=(
+                f"asked the agent on {marked.instance_id} to stop: the script gets SIGTERM and "
+                f"up to {grace} s to checkpoint; the newest checkpoint and the outputs are "
+                "uploaded, the instance is terminated, and the run ends CANCELLED"
+            ),
+        )
+    return StopRunOutput(
+        run_id=run_id,
+        action="stopping-before-training",
+        message=(
+            f"the run is {marked.status.value}, with no training under way: it will not start or "
+            "resume training; it ends CANCELLED at its next step and its instances are terminated"
+        ),
+    )
+
+
+def _finished(record: RunRecord) -> StopRunOutput:
+    return StopRunOutput(
+        run_id=record.run_id,
+        action="already-finished",
+        message=f"the run had already finished: {record.status.value}",
+    )

@@ -1,0 +1,113 @@
+"""StopRun handler (`runctl stop`): marks the run, tells a working agent over SSM, and otherwise
+leaves the run to end at its next step; StartAgent and PlanNextAttempt honour the mark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from lambdas.errors import RunNotFound, RunStopped
+from lambdas.handlers import start_agent, stop_run
+
+TOKEN = "AQCEAAAAKgAAAA-task-token-" + "t" * 40
+
+
+@pytest.fixture
+def stop(invoke, lambda_environment, fake_ssm):
+    def call(run_id: str = "run-1") -> dict[str, Any]:
+        return dict(invoke(stop_run, {"run_id": run_id}))
+
+    return call
+
+
+def _notice_written(sent: dict[str, Any], home) -> dict[str, Any]:
+    """Run the command's script as the instance would, in a scratch RUNCTL_HOME."""
+    script = "\n".join(sent["Parameters"]["commands"])
+    env = {**os.environ, "RUNCTL_HOME": str(home)}
+    subprocess.run(["bash", "-c", script], env=env, check=True, capture_output=True)
+    return dict(json.loads((home / "notice.json").read_text()))
+
+
+def test_given_training_run_when_stopped_then_agent_gets_a_stop_notice(
+    stop, recorded_run, launched, set_record_fields, fake_ssm, read_record, tmp_path
+):
+    set_record_fields("run-1", status="RUNNING", task_token=TOKEN)
+
+    answer = stop()
+
+    assert answer["action"] == "agent-asked-to-stop"
+    assert launched["instance_id"] in answer["message"]
+    (sent,) = fake_ssm.sent
+    assert sent["InstanceIds"] == [launched["instance_id"]]
+    notice = _notice_written(sent, tmp_path)
+    assert notice["kind"] == "stop-requested"
+    assert notice["notice_time"] == read_record("run-1")["stop_requested_at"]
+
+
+def test_given_booting_run_when_stopped_then_marked_and_no_command_sent(
+    stop, recorded_run, launched, fake_ssm, read_record
+):
+    answer = stop()
+
+    assert answer["action"] == "stopping-before-training"
+    assert "LAUNCHING" in answer["message"]
+    assert fake_ssm.sent == []
+    assert read_record("run-1")["stop_requested_at"]
+
+
+def test_given_stop_asked_twice_then_the_first_time_is_kept(
+    stop, recorded_run, launched, read_record, clock
+):
+    stop()
+    first = read_record("run-1")["stop_requested_at"]
+    clock.advance(30)
+
+    stop()
+
+    assert read_record("run-1")["stop_requested_at"] == first
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "CANCELLED"])
+def test_given_finished_run_when_stopped_then_nothing_changes(
+    stop, recorded_run, set_record_fields, fake_ssm, read_record, status
+):
+    set_record_fields("run-1", status=status)
+
+    answer = stop()
+
+    assert answer == {
+        "run_id": "run-1",
+        "action": "already-finished",
+        "message": f"the run had already finished: {status}",
+    }
+    assert "stop_requested_at" not in read_record("run-1")
+    assert fake_ssm.sent == []
+
+
+def test_given_unknown_run_when_stopped_then_run_not_found(stop, runs_table):
+    with pytest.raises(RunNotFound, match="no run 'run-nope'"):
+        stop("run-nope")
+
+
+def test_given_stop_before_the_agent_starts_when_start_agent_runs_then_run_stopped(
+    stop, invoke, recorded_run, launched, fake_ssm, read_record
+):
+    stop()
+
+    with pytest.raises(RunStopped, match="stopped on request before training began"):
+        invoke(
+            start_agent,
+            {
+                "run": recorded_run,
+                "instance": launched,
+                "task_token": TOKEN,
+                "heartbeat_seconds": 300,
+            },
+        )
+
+    assert fake_ssm.sent == []
+    assert "task_token" not in read_record("run-1")
