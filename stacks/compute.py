@@ -22,7 +22,8 @@ from stacks.nag_acknowledgements import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_DIR = REPO_ROOT / "instance_agent"
-AGENT_ASSET_EXCLUDE = ["__pycache__", "*.pyc", "ruff.toml"]
+# Tool caches too: a lint run inside the folder must not ship with the agent.
+AGENT_ASSET_EXCLUDE = ["__pycache__", "*.pyc", "ruff.toml", ".ruff_cache", ".mypy_cache"]
 
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023 and its Deep Learning AMIs
 # The only run-table attributes the agent may write (and test, in its condition expressions).

@@ -39,6 +39,8 @@ LAMBDA_ASSET_EXCLUDE: Final = [
     "__pycache__",
     "*.pyc",
     "ruff.toml",
+    ".ruff_cache",
+    ".mypy_cache",
 ]
 
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_12

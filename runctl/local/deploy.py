@@ -19,7 +19,7 @@ STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
 AGENT_DIR = PROJECT_ROOT / "instance_agent"
 AGENT_KEY = "agent/instance_agent.zip"
 # What the CDK asset leaves out of the agent zip too (stacks/).
-AGENT_EXCLUDES = ("__pycache__", ".pyc", "ruff.toml")
+AGENT_EXCLUDES = ("__pycache__", ".pyc", "ruff.toml", ".ruff_cache", ".mypy_cache")
 
 
 @dataclass(frozen=True)
