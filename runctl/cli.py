@@ -1,25 +1,181 @@
-"""The `runctl` command line."""
+"""The `runctl` command line: the SDK's Client, rendered with rich."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from lambdas.models.run_spec import RunSpec
+from runctl.cli_options import run_options
+from runctl.client.client import Client
+from runctl.errors import RunctlError
 from runctl.local.commands import local_app
+from runctl.project_config import LoadedConfig, load_project_config
+from runctl.render import FollowDisplay, console, print_outcome, print_state
+from runctl.run_request import RunRequest, config_for_script
+from runctl.runs_commands import make_runs_app
+
+# Exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+error_console = Console(stderr=True, highlight=False)
+
+
+class RunctlGroup(TyperGroup):
+    """Turns every RunctlError, from any command, into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunctlError as error:
+            # soft_wrap: the message stays one line however narrow the terminal.
+            error_console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            raise typer.Exit(code=error.exit_code) from None
+
 
 app = typer.Typer(
     name="runctl",
+    cls=RunctlGroup,
     help="Run ML training on EC2 spot instances that survives interruptions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(local_app, name="local")
-console = Console()
+
+
+@dataclass(frozen=True)
+class CloudOptions:
+    stack_name: str | None
+    region: str | None
+    profile: str | None
+
+    def client(self, loaded: LoadedConfig | None = None) -> Client:
+        """Flags first, then `.runctl.toml` (the script's, else the working directory's)."""
+        config = (loaded or load_project_config(Path.cwd())).config
+        return Client(
+            stack_name=self.stack_name or config.stack_name,
+            region=self.region or config.region,
+            profile=self.profile,
+        )
+
+
+@app.callback()
+def cloud_options(
+    ctx: typer.Context,
+    stack: Annotated[
+        str | None,
+        typer.Option(envvar="RUNCTL_STACK", help="CloudFormation stack name  [default: Runctl]"),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region of the stack")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile (else AWS_PROFILE)")] = None,
+) -> None:
+    ctx.obj = CloudOptions(stack_name=stack, region=region, profile=profile)
+
+
+def _cloud(ctx: typer.Context) -> CloudOptions:
+    options = ctx.find_root().obj
+    assert isinstance(options, CloudOptions)  # set by cloud_options before any command
+    return options
+
+
+@app.command()
+@run_options
+def submit(
+    ctx: typer.Context,
+    request: RunRequest,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the run until it ends (Ctrl-C stops following)")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the run id")] = False,
+) -> None:
+    """Package the project, upload it (only if changed) and start SCRIPT on a cloud instance."""
+    client = _cloud(ctx).client(config_for_script(request.script))
+    submission = client.submit(request)
+    if quiet:
+        typer.echo(submission.run_id)
+    else:
+        upload = (
+            f"uploaded {submission.uploaded_bytes:,} bytes"
+            if submission.uploaded_bytes
+            else "code unchanged, nothing uploaded"
+        )
+        console.print(
+            f"packaged {submission.plan.project_root} ({submission.files} files; {upload})",
+            markup=False,
+        )
+        console.print(f"started run [bold]{submission.run_id}[/]")
+    if not wait:
+        if not quiet:
+            console.print(
+                f"[dim]follow it: runctl status {submission.run_id}  |  runctl logs "
+                f"{submission.run_id} -f[/]"
+            )
+        return
+    _follow(client, submission.run_id)
+
+
+def _follow(client: Client, run_id: str) -> None:
+    try:
+        with FollowDisplay() as display:
+            outcome = client.follow(run_id, on_event=display.handle)
+    except KeyboardInterrupt:
+        console.print(
+            f"\nstopped following; run {run_id} goes on. `runctl status {run_id}`, "
+            f"`runctl logs {run_id} -f`, or `runctl stop {run_id}`",
+            markup=False,
+        )
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+    print_outcome(outcome)
+    if outcome.status != "SUCCEEDED":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    wait: Annotated[bool, typer.Option("--wait", help="follow the run until it ends")] = False,
+) -> None:
+    """Where a run is: status, attempt, instance, time and cost so far, latest metrics."""
+    client = _cloud(ctx).client()
+    print_state(client.status(run_id))
+    if wait:
+        _follow(client, run_id)
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new lines until the run ends")
+    ] = False,
+) -> None:
+    """The script's output, every attempt in order."""
+    client = _cloud(ctx).client()
+    shown_attempt = None
+    try:
+        for line in client.logs(run_id, follow=follow):
+            if line.attempt != shown_attempt:
+                if shown_attempt is not None or line.attempt > 1:
+                    console.print(f"[dim]── attempt {line.attempt} ──[/]")
+                shown_attempt = line.attempt
+            console.print(line.message, markup=False, highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+
+
+@app.command()
+def stop(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
+    """Stop a run gracefully: the script checkpoints, outputs are uploaded, the run is final."""
+    result = _cloud(ctx).client().stop(run_id)
+    console.print(f"{result.run_id}: {result.message}", markup=False)
+    console.print(f"[dim]({result.action})[/]")
 
 
 @app.command()
@@ -34,6 +190,12 @@ def schema(
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
+
+
+app.add_typer(
+    make_runs_app(lambda ctx: _cloud(ctx).client(), where="the deployed stack"), name="runs"
+)
+app.add_typer(local_app, name="local")
 
 
 def main() -> None:

@@ -1,30 +1,39 @@
-"""Packs a project directory into a reproducible .tar.gz, named by its SHA-256."""
+"""Packs a project directory into a reproducible .tar.gz, named by its SHA-256.
+
+What is left out: ALWAYS_IGNORED, then the patterns of every `.gitignore` (each applying to its
+own folder and below, as git reads them) and of `.runctlignore` at the root, with git's syntax
+(`/anchored`, `dir/`, `!negation`); a deeper or later pattern wins over an earlier one.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pathspec import GitIgnoreSpec
+
 # Never shipped: version control, virtualenvs, caches, local-mode state.
 ALWAYS_IGNORED = (
-    ".git",
-    ".hg",
-    ".venv",
-    "venv",
-    "__pycache__",
+    ".git/",
+    ".hg/",
+    ".venv/",
+    "venv/",
+    "__pycache__/",
     "*.pyc",
-    ".runctl-local",
-    "node_modules",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    "cdk.out",
+    ".runctl-local/",
+    "node_modules/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    "cdk.out/",
 )
+GITIGNORE = ".gitignore"
+RUNCTLIGNORE = ".runctlignore"
 
 
 @dataclass(frozen=True)
@@ -38,44 +47,79 @@ class CodePackage:
         return f"code/{self.sha256}.tar.gz"
 
 
-def _ignore_patterns(root: Path) -> list[str]:
-    patterns = list(ALWAYS_IGNORED)
-    ignore_file = root / ".runctlignore"
-    if ignore_file.is_file():
-        for line in ignore_file.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                patterns.append(line.rstrip("/"))
-    return patterns
+@dataclass(frozen=True)
+class _IgnoreRules:
+    """The patterns of one ignore file, which apply to paths under `base` (relative to root)."""
+
+    base: str  # "" for the root, else "sub/dir/"
+    spec: GitIgnoreSpec
+
+    def verdict(self, relative: str) -> bool | None:
+        """True: ignore; False: re-included by a `!` pattern; None: no pattern matched."""
+        if not relative.startswith(self.base):
+            return None
+        return self.spec.check_file(relative[len(self.base) :]).include
 
 
-def _ignored(relative: Path, patterns: list[str]) -> bool:
-    return any(
-        fnmatch.fnmatch(part, pattern) or fnmatch.fnmatch(relative.as_posix(), pattern)
-        for pattern in patterns
-        for part in relative.parts
-    )
+def _rules_from(path: Path, base: str) -> _IgnoreRules | None:
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return _IgnoreRules(base, GitIgnoreSpec.from_lines(lines))
+
+
+def _is_ignored(relative: str, rules: list[_IgnoreRules]) -> bool:
+    ignored = False
+    for rule in rules:
+        verdict = rule.verdict(relative)
+        if verdict is not None:
+            ignored = verdict
+    return ignored
+
+
+def project_files(root: Path) -> list[str]:
+    """The files that ship, as sorted POSIX paths relative to `root` (symlinks never ship)."""
+    root = root.resolve()
+    rules = [_IgnoreRules("", GitIgnoreSpec.from_lines(ALWAYS_IGNORED))]
+    for name in (GITIGNORE, RUNCTLIGNORE):
+        found = _rules_from(root / name, "")
+        if found is not None:
+            rules.append(found)
+    shipped: list[str] = []
+    for folder, dirnames, filenames in os.walk(root):
+        base = Path(folder).relative_to(root).as_posix()
+        base = "" if base == "." else base + "/"
+        if base:
+            nested = _rules_from(Path(folder) / GITIGNORE, base)
+            if nested is not None:
+                rules.append(nested)
+        # Prune ignored folders so a large .venv or data folder is never walked.
+        dirnames[:] = sorted(
+            name
+            for name in dirnames
+            if not _is_ignored(f"{base}{name}/", rules) and not os.path.islink(Path(folder) / name)
+        )
+        shipped.extend(
+            f"{base}{name}"
+            for name in filenames
+            if not os.path.islink(Path(folder) / name) and not _is_ignored(f"{base}{name}", rules)
+        )
+    return sorted(shipped)
 
 
 def package_directory(root: Path) -> CodePackage:
     """Same files and contents -> same bytes -> same hash (sorted names, fixed metadata)."""
     root = root.resolve()
-    patterns = _ignore_patterns(root)
-    files = sorted(
-        path.relative_to(root)
-        for path in root.rglob("*")
-        if path.is_file()
-        and not path.is_symlink()
-        and not _ignored(path.relative_to(root), patterns)
-    )
+    files = project_files(root)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for relative in files:
-            content = (root / relative).read_bytes()
-            info = tarfile.TarInfo(relative.as_posix())
+            path = root / relative
+            content = path.read_bytes()
+            info = tarfile.TarInfo(relative)
             info.size = len(content)
-            info.mode = 0o755 if (root / relative).stat().st_mode & 0o111 else 0o644
+            info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
             info.mtime = 0
             archive.addfile(info, io.BytesIO(content))
     data = gzip.compress(raw.getvalue(), mtime=0)
-    return CodePackage(data, hashlib.sha256(data).hexdigest(), tuple(f.as_posix() for f in files))
+    return CodePackage(data, hashlib.sha256(data).hexdigest(), tuple(files))

@@ -8,14 +8,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lambdas.models.run_spec import HyperparameterValue, RunSpec, describe_validation_error
+from lambdas.models.run_spec import (
+    NAME_PATTERN,
+    S3_URI_PATTERN,
+    HyperparameterValue,
+    RunSpec,
+    describe_validation_error,
+)
+from runctl.errors import SpecError
+
+__all__ = ["SpecError", "build_spec", "parse_data", "parse_duration", "parse_hyperparameter"]
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class SpecError(ValueError):
-    """A user's option is wrong; the message says which and how."""
+_UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def parse_hyperparameter(text: str) -> tuple[str, HyperparameterValue]:
@@ -48,6 +54,21 @@ def parse_duration(text: str) -> int:
     if not match:
         raise SpecError(f"duration {text!r}: use a number with s, m, h or d, for example 6h")
     return int(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def parse_data(text: str) -> dict[str, str]:
+    """'s3://b/imagenet/' -> {"s3_uri": ..., "name": "imagenet"}; 'name=s3://...' names it."""
+    name, separator, uri = text.partition("=")
+    if not separator or name.startswith("s3:"):
+        name, uri = "", text
+    if not S3_URI_PATTERN.match(uri):
+        raise SpecError(f"--data {text!r}: expected s3://bucket/key or name=s3://bucket/key")
+    if not name:
+        last = uri.removeprefix("s3://").rstrip("/").rsplit("/", 1)[-1]
+        name = _UNSAFE_NAME_CHARACTERS.sub("-", last).strip("-._") or "data"
+    if not re.match(NAME_PATTERN, name):
+        raise SpecError(f"--data {text!r}: the name must be letters, digits, '.', '_' or '-'")
+    return {"s3_uri": uri, "name": name}
 
 
 def build_spec(fields: dict[str, Any]) -> RunSpec:

@@ -106,11 +106,13 @@ class InterruptionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Each resume costs ~90 history events on AWS (bench/results.json): 200 keeps a run well
+    # under Step Functions' 25,000-event limit.
     max_interruptions: int = Field(
-        default=10, ge=0, le=1000, description="preemptions (and lost instances) to resume from"
+        default=10, ge=0, le=200, description="preemptions (and lost instances) to resume from"
     )
     on_demand_after: int | None = Field(
-        default=None, ge=1, le=1000, description="after this many preemptions, resume on-demand"
+        default=None, ge=1, le=200, description="after this many preemptions, resume on-demand"
     )
     rebalance: Literal["checkpoint", "migrate"] = Field(
         default="checkpoint",
@@ -137,6 +139,19 @@ class RetryPolicy(BaseModel):
     max_retries: int = Field(default=0, ge=0, le=100)
     on_exit_codes: list[int] = Field(
         default_factory=list, max_length=50, description="only these exit codes are retried"
+    )
+
+
+class SourceInfo(BaseModel):
+    """Where the code came from, recorded by the client for the experiment record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    git_commit: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{7,64}$", description="HEAD of the project's repository"
+    )
+    git_dirty: bool | None = Field(
+        default=None, description="the packaged tree had changes not in that commit"
     )
 
 
@@ -179,6 +194,9 @@ class RunSpec(BaseModel):
     interruptions: InterruptionPolicy = Field(default_factory=InterruptionPolicy)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
     experiment: str | None = Field(default=None, pattern=NAME_PATTERN)
+    source: SourceInfo | None = Field(
+        default=None, description="git commit and dirtiness of the code, when known"
+    )
 
     @field_validator("environment")
     @classmethod

@@ -3,53 +3,24 @@
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import boto3
 
-from lambdas.constants import TAG_RUN_ID, log_stream_name, outputs_prefix
+from lambdas.constants import TAG_RUN_ID, outputs_prefix
 from lambdas.dal.runs_table import RunsTable
-from lambdas.models.run_record import RunRecord
+from runctl.client.follow import RunEvent, RunFollower, RunOutcome, follow_execution
 from runctl.local.deploy import LocalSettings, LocalStack, deploy
 from runctl.local.emulator import REGION, Emulator
 from runctl.local.faults import EventDelivery, Fault, FaultInjector
+from runctl.local.stack_outputs import publish_stack_outputs
 from runctl.packaging import CodePackage
+from runctl.run_request import new_run_id
 
-METRIC_PREFIX = "RUNCTL_METRIC "
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """Something worth telling the user while a run goes on."""
-
-    kind: str  # status | metric | log | end
-    text: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    run_id: str
-    execution_status: str  # SUCCEEDED | FAILED | TIMED_OUT | ABORTED
-    record: RunRecord | None
-    error: str | None
-    cause: str | None
-    outputs_dir: Path | None
-
-    @property
-    def status(self) -> str:
-        return self.record.status.value if self.record else self.execution_status
-
-
-def new_run_id() -> str:
-    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+__all__ = ["LocalSession", "RunEvent", "RunOutcome"]
 
 
 class LocalSession:
@@ -111,6 +82,11 @@ class LocalSession:
             self.injectors[run_id] = FaultInjector(self, run_id, faults).start()
         return run_id
 
+    def publish_stack_outputs(self, stack_name: str) -> None:
+        """Make this deployment findable as the stack `stack_name` (see stack_outputs.py)."""
+        cloudformation = boto3.session.Session(region_name=REGION).client("cloudformation")
+        publish_stack_outputs(self.stack, stack_name, cloudformation)
+
     def run_instance_ids(self, run_id: str) -> set[str]:
         """Every instance ever launched for the run, in any state."""
         reservations = self.ec2.describe_instances(
@@ -129,17 +105,10 @@ class LocalSession:
         poll_seconds: float = 0.3,
     ) -> RunOutcome:
         """Follow the run until its execution ends, reporting status changes, metrics and logs."""
-        deadline = time.monotonic() + timeout_seconds
-        follower = _Follower(self, run_id, on_event)
-        while True:
-            described = self.sfn.describe_execution(executionArn=self.execution_arn(run_id))
-            follower.poll()
-            if described["status"] != "RUNNING":
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} still running after {timeout_seconds} s")
-            time.sleep(poll_seconds)
-        follower.poll()
+        follower = RunFollower(self.table, self.logs, self.stack.log_group, run_id, on_event)
+        described = follow_execution(
+            self.sfn, self.execution_arn(run_id), follower, timeout_seconds, poll_seconds
+        )
         if run_id in self.injectors:
             self.injectors[run_id].stop()
         record = self.table.get(run_id)
@@ -174,53 +143,3 @@ class LocalSession:
             Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
         )["Reservations"]
         return [item["InstanceId"] for res in reservations for item in res["Instances"]]
-
-
-class _Follower:
-    """Turns changes in the run record and the run's log stream into RunEvents."""
-
-    def __init__(self, session: LocalSession, run_id: str, on_event: Callable[[RunEvent], None]):
-        self.session = session
-        self.run_id = run_id
-        self.on_event = on_event
-        self.status: str | None = None
-        self.attempt = 0
-        self.log_token: str | None = None
-
-    def poll(self) -> None:
-        record = self.session.table.get(self.run_id)
-        if record is None:
-            return
-        if record.status.value != self.status:
-            self.status = record.status.value
-            self.on_event(RunEvent("status", self.status, {"record": record}))
-        if record.attempt != self.attempt:
-            self.attempt, self.log_token = record.attempt, None
-        self._read_logs()
-
-    def _read_logs(self) -> None:
-        logs = self.session.logs
-        stream = log_stream_name(self.run_id, self.attempt)
-        kwargs: dict[str, Any] = {
-            "logGroupName": self.session.stack.log_group,
-            "logStreamName": stream,
-            "startFromHead": True,
-        }
-        if self.log_token:
-            kwargs["nextToken"] = self.log_token
-        try:
-            response = logs.get_log_events(**kwargs)
-        except logs.exceptions.ResourceNotFoundException:
-            return  # the agent has not created its stream yet
-        self.log_token = response.get("nextForwardToken", self.log_token)
-        for event in response.get("events", []):
-            message = event["message"].rstrip("\n")
-            if message.startswith(METRIC_PREFIX):
-                try:
-                    metric = json.loads(message[len(METRIC_PREFIX) :])
-                except ValueError:
-                    metric = None
-                if isinstance(metric, dict):
-                    self.on_event(RunEvent("metric", message[len(METRIC_PREFIX) :], metric))
-                    continue
-            self.on_event(RunEvent("log", message))

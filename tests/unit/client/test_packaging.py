@@ -47,3 +47,63 @@ def test_vcs_venv_caches_and_runctlignore_patterns_are_left_out(tmp_path):
     package = package_directory(tmp_path)
     assert sorted(_names(package.data)) == [".runctlignore", "train.py"]
     assert package.files == (".runctlignore", "train.py")
+
+
+def _write(root, *paths):
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("x")
+
+
+def test_gitignore_patterns_are_respected_with_git_syntax(tmp_path):
+    # Given a project whose .gitignore anchors, negates and names folders
+    _write(
+        tmp_path,
+        "train.py",
+        "run.log",
+        "keep.log",
+        "build/lib.py",
+        "notes/todo.txt",
+        "src/todo.txt",
+        "src/model.py",
+    )
+    (tmp_path / ".gitignore").write_text("*.log\n!keep.log\nbuild/\n/notes\n")
+
+    # Then what git would leave out is left out, and only that
+    assert package_directory(tmp_path).files == (
+        ".gitignore",
+        "keep.log",
+        "src/model.py",
+        "src/todo.txt",
+        "train.py",
+    )
+
+
+def test_a_nested_gitignore_applies_to_its_own_folder_only(tmp_path):
+    _write(tmp_path, "data.csv", "sub/data.csv", "sub/code.py", "other/data.csv")
+    (tmp_path / "sub" / ".gitignore").write_text("*.csv\n")
+
+    assert package_directory(tmp_path).files == (
+        "data.csv",
+        "other/data.csv",
+        "sub/.gitignore",
+        "sub/code.py",
+    )
+
+
+def test_runctlignore_can_re_include_what_gitignore_leaves_out(tmp_path):
+    # Given weights git ignores but the run needs
+    _write(tmp_path, "train.py", "weights/init.bin", "weights/other.bin")
+    (tmp_path / ".gitignore").write_text("*.bin\n")
+    (tmp_path / ".runctlignore").write_text("!weights/init.bin\n")
+
+    assert "weights/init.bin" in package_directory(tmp_path).files
+    assert "weights/other.bin" not in package_directory(tmp_path).files
+
+
+def test_symlinks_never_ship(tmp_path):
+    _write(tmp_path, "train.py")
+    (tmp_path / "link.py").symlink_to(tmp_path / "train.py")
+    (tmp_path / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
+
+    assert package_directory(tmp_path).files == ("train.py",)

@@ -69,6 +69,7 @@ def test_given_full_spec_when_validated_then_every_field_is_kept():
         },
         "retries": {"max_retries": 2, "on_exit_codes": [137, 139]},
         "experiment": "resnet-sweep_1",
+        "source": {"git_commit": "0123456789abcdef", "git_dirty": True},
     }
 
     spec = RunSpec.model_validate(full)

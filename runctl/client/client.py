@@ -1,0 +1,299 @@
+"""The runctl SDK: one Client for a deployed stack, found by its CloudFormation outputs.
+
+    client = Client()                                   # stack "Runctl", region from AWS config
+    submission = client.submit(RunRequest(Path("train.py"), hyperparameters={"lr": 0.01}))
+    outcome = client.follow(submission.run_id, on_event=print)
+    client.compare([run_a, run_b]).differing_hyperparameters
+
+Every method raises a RunctlError subclass (StackNotFound, NoCredentials, RunNotFound, ...) with a
+one-line message, never a botocore exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ValidationError
+
+from lambdas.dal.runs_table import RunsTable
+from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
+from lambdas.models.run_spec import RunSpec
+from runctl.client.aws import AwsTarget, aws_errors
+from runctl.client.follow import (
+    LogLine,
+    LogReader,
+    RunEvent,
+    RunFollower,
+    RunOutcome,
+    follow_execution,
+)
+from runctl.client.metrics import MetricSeries
+from runctl.client.plotting import PlotResult
+from runctl.client.reading import Comparison, RunDetails, RunReader
+from runctl.client.stack import DEFAULT_STACK_NAME, StackOutputs, describe_stack_outputs
+from runctl.client.store import AwsRunStore
+from runctl.errors import AwsRequestFailed, RunctlError, StopUnavailable
+from runctl.packaging import CodePackage, package_directory
+from runctl.run_request import RunPlan, RunRequest, new_run_id, plan_run
+from runctl.source_info import source_info
+
+
+@dataclass(frozen=True)
+class Submission:
+    run_id: str
+    spec: RunSpec
+    code_uri: str
+    uploaded_bytes: int  # 0 when the same code was uploaded before
+    files: int
+    plan: RunPlan
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What is known of a run now: its record, or only its execution before RecordRun."""
+
+    run_id: str
+    record: RunRecord | None
+    execution_status: str | None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.record is not None:
+            return self.record.status.value
+        # Validation failed (no record is ever written) or RecordRun has not run yet.
+        return "STARTING" if self.execution_status == "RUNNING" else str(self.execution_status)
+
+
+class StopResult(BaseModel):
+    """StopRun's answer (action: agent-asked-to-stop | stopped-before-training |
+    already-finished)."""
+
+    run_id: str
+    action: str
+    message: str
+
+
+class Client:
+    """Submit, follow, stop and read back runs of one deployed runctl stack."""
+
+    def __init__(
+        self,
+        stack_name: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self.stack_name = stack_name or DEFAULT_STACK_NAME
+        self.target = AwsTarget(region=region, endpoint_url=endpoint_url, profile=profile)
+
+    # --- AWS plumbing (created on first use, so a bad --hp fails before any AWS call) ---
+
+    @cached_property
+    def _session(self) -> Any:
+        return self.target.session()
+
+    def _client(self, service: str) -> Any:
+        return self.target.client(self._session, service)
+
+    @cached_property
+    def outputs(self) -> StackOutputs:
+        """The stack's outputs (DescribeStacks); StackNotFound says how to deploy it."""
+        with aws_errors("finding the stack"):
+            return describe_stack_outputs(
+                self._client("cloudformation"), self.stack_name, self._session.region_name
+            )
+
+    @cached_property
+    def _s3(self) -> Any:
+        return self._client("s3")
+
+    @cached_property
+    def _sfn(self) -> Any:
+        return self._client("stepfunctions")
+
+    @cached_property
+    def _logs(self) -> Any:
+        return self._client("logs")
+
+    @cached_property
+    def _table(self) -> RunsTable:
+        return RunsTable(self.outputs.runs_table, self._client("dynamodb"))
+
+    @cached_property
+    def reader(self) -> RunReader:
+        store = AwsRunStore(self._table, self._s3, self.outputs.bucket)
+        return RunReader(store, where=f"stack {self.stack_name!r}")
+
+    # --- starting runs ---
+
+    def submit(self, request: RunRequest, run_id: str | None = None) -> Submission:
+        """Package the project, upload it unless already there, start the run."""
+        plan = plan_run(request)  # every input mistake, before packaging or AWS
+        package = package_directory(plan.project_root)
+        with aws_errors("submitting the run"):
+            code_uri, uploaded = self.upload_code(package)
+            spec = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
+            run_id = run_id or new_run_id()
+            self._sfn.start_execution(
+                stateMachineArn=self.outputs.state_machine_arn,
+                name=run_id,
+                input=json.dumps(spec.model_dump(mode="json", exclude_none=True)),
+            )
+        return Submission(run_id, spec, code_uri, uploaded, len(package.files), plan)
+
+    def upload_code(self, package: CodePackage) -> tuple[str, int]:
+        """Put the archive under its hash; the bytes uploaded (0 when it was there already)."""
+        bucket = self.outputs.bucket
+        uri = f"s3://{bucket}/{package.key}"
+        with aws_errors("uploading the code"):
+            try:
+                self._s3.head_object(Bucket=bucket, Key=package.key)
+                return uri, 0
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey"}:
+                    raise
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=package.key,
+                Body=package.data,
+                ChecksumSHA256=_base64_sha256(package.sha256),
+            )
+        return uri, len(package.data)
+
+    # --- one run ---
+
+    def status(self, run_id: str) -> RunState:
+        with aws_errors("reading the run"):
+            record = self._table.get(run_id)
+            try:
+                described = self._sfn.describe_execution(
+                    executionArn=self.outputs.execution_arn(run_id)
+                )
+            except self._sfn.exceptions.ExecutionDoesNotExist:
+                described = None
+        if record is None and described is None:
+            self.reader.record(run_id)  # raises RunNotFound, worded for this stack
+        return RunState(
+            run_id=run_id,
+            record=record,
+            execution_status=described["status"] if described else None,
+            error=described.get("error") if described else None,
+            cause=described.get("cause") if described else None,
+        )
+
+    def follow(
+        self,
+        run_id: str,
+        on_event: Callable[[RunEvent], None] = lambda event: None,
+        poll_seconds: float = 2.0,
+        timeout_seconds: float | None = None,
+    ) -> RunOutcome:
+        """Report status changes, attempts, metrics and log lines until the run ends."""
+        self.status(run_id)  # RunNotFound before following nothing
+        with aws_errors("following the run"):
+            follower = RunFollower(
+                self._table, self._logs, self.outputs.log_group, run_id, on_event
+            )
+            described = follow_execution(
+                self._sfn,
+                self.outputs.execution_arn(run_id),
+                follower,
+                timeout_seconds,
+                poll_seconds,
+            )
+            outcome = RunOutcome(
+                run_id=run_id,
+                execution_status=described["status"],
+                record=self._table.get(run_id),
+                error=described.get("error"),
+                cause=described.get("cause"),
+            )
+        on_event(RunEvent("end", outcome.status, {"outcome": outcome}))
+        return outcome
+
+    def logs(
+        self, run_id: str, follow: bool = False, poll_seconds: float = 2.0
+    ) -> Iterator[LogLine]:
+        """Every attempt's log lines in order; with `follow`, new ones until the run ends."""
+        with aws_errors("reading the logs"):
+            state = self.status(run_id)
+            if state.record is None:
+                raise RunctlError(
+                    f"run {run_id} has no logs: it never started ({state.error}: {state.cause})"
+                )
+            reader = LogReader(self._logs, self.outputs.log_group, run_id)
+            attempt = 1
+            while True:
+                record = self.reader.record(run_id)
+                finished = record.status in FINAL_STATUSES
+                for number in range(attempt, record.attempt + 1):
+                    yield from reader.read(number)
+                attempt = record.attempt
+                if finished or not follow:
+                    return
+                time.sleep(poll_seconds)
+
+    def stop(self, run_id: str) -> StopResult:
+        """Ask the stack's StopRun function to stop the run gracefully (checkpoint, upload,
+        finalize); its answer says what it did."""
+        self.status(run_id)
+        function = self.outputs.stop_function_name
+        if function is None:
+            raise StopUnavailable(
+                f"stack {self.stack_name!r} has no StopRun function: deploy this version of "
+                "runctl (`npx cdk deploy`) to stop runs from the CLI"
+            )
+        with aws_errors("stopping the run"):
+            response = self._client("lambda").invoke(
+                FunctionName=function,
+                InvocationType="RequestResponse",
+                Payload=json.dumps({"run_id": run_id}).encode(),
+            )
+            payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            detail = payload if not isinstance(payload, dict) else payload.get("errorMessage")
+            kind = payload.get("errorType", "Error") if isinstance(payload, dict) else "Error"
+            raise AwsRequestFailed(f"StopRun could not stop {run_id}: {kind}: {detail}")
+        try:
+            return StopResult.model_validate(payload)
+        except ValidationError as error:
+            raise AwsRequestFailed(f"StopRun answered something unexpected: {payload!r}") from error
+
+    # --- reading runs back ---
+
+    def list_runs(
+        self, experiment: str | None = None, status: RunStatus | None = None
+    ) -> list[RunRecord]:
+        with aws_errors("listing runs"):
+            return self.reader.list_runs(experiment=experiment, status=status)
+
+    def show(self, run_id: str) -> RunDetails:
+        with aws_errors("reading the run"):
+            return self.reader.show(run_id)
+
+    def metrics(self, run_id: str) -> MetricSeries:
+        with aws_errors("reading the metrics"):
+            return self.reader.metrics(run_id)
+
+    def compare(self, run_ids: Sequence[str]) -> Comparison:
+        with aws_errors("reading the runs"):
+            return self.reader.compare(run_ids)
+
+    def plot(self, run_ids: Sequence[str], path: Path) -> PlotResult:
+        with aws_errors("reading the metrics"):
+            return self.reader.plot(run_ids, path)
+
+
+def _base64_sha256(hex_digest: str) -> str:
+    """S3 checks the upload against this, so a corrupted transfer is refused, not stored."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()

@@ -1,0 +1,92 @@
+"""Local mode's run history: the emulator lives only while `runctl local run` runs, so each run's
+record and metrics are kept on disk, where `runctl local runs ...` reads them.
+
+    <work dir>/history/<run_id>/record.json
+    <work dir>/history/<run_id>/attempts/<n>/metrics.jsonl   (the same rows as in S3)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from lambdas.models.run_record import RunRecord, RunStatus
+from runctl.client.metrics import parse_metric_lines
+from runctl.client.store import METRICS_FILE
+from runctl.errors import RunctlError
+
+HISTORY_DIR = "history"
+RECORD_FILE = "record.json"
+# Run ids name folders here: nothing else may (no '..', no '/').
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+class LocalHistory:
+    """A RunStore over the history folder; `save` adds a finished local run."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.root = work_dir / HISTORY_DIR
+
+    def save(self, record: RunRecord, metric_rows: list[list[dict[str, Any]]]) -> Path:
+        folder = self._folder(record.run_id)
+        if folder is None:
+            raise ValueError(f"not a run id: {record.run_id!r}")
+        for number, rows in enumerate(metric_rows, start=1):
+            attempt_dir = folder / "attempts" / str(number)
+            attempt_dir.mkdir(parents=True, exist_ok=True)
+            lines = "".join(json.dumps(row) + "\n" for row in rows)
+            (attempt_dir / METRICS_FILE).write_text(lines, encoding="utf-8")
+        folder.mkdir(parents=True, exist_ok=True)
+        # Written last: a run is in the history once its record is (metrics are then complete).
+        temporary = folder / f".{RECORD_FILE}.tmp"
+        temporary.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+        temporary.replace(folder / RECORD_FILE)
+        return folder
+
+    def get(self, run_id: str) -> RunRecord | None:
+        folder = self._folder(run_id)
+        if folder is None:
+            return None
+        return self._read(folder / RECORD_FILE)
+
+    def list_runs(
+        self, experiment: str | None = None, status: RunStatus | None = None
+    ) -> list[RunRecord]:
+        if not self.root.is_dir():
+            return []
+        records = [self._read(path) for path in self.root.glob(f"*/{RECORD_FILE}")]
+        found = [
+            record
+            for record in records
+            if record is not None
+            and (experiment is None or record.experiment == experiment)
+            and (status is None or record.status == status)
+        ]
+        return sorted(found, key=lambda record: record.created_at, reverse=True)
+
+    def metric_rows(self, record: RunRecord) -> list[list[dict[str, Any]]]:
+        folder = self._folder(record.run_id)
+        rows = []
+        for number in range(1, record.attempt + 1):
+            path = None if folder is None else folder / "attempts" / str(number) / METRICS_FILE
+            text = path.read_text(encoding="utf-8") if path and path.is_file() else ""
+            rows.append(parse_metric_lines(text))
+        return rows
+
+    def _folder(self, run_id: str) -> Path | None:
+        return self.root / run_id if _RUN_ID.match(run_id) else None
+
+    @staticmethod
+    def _read(path: Path) -> RunRecord | None:
+        if not path.is_file():
+            return None
+        try:
+            return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValidationError as error:
+            raise RunctlError(
+                f"{path} is not a run record ({error.error_count()} problems): delete its folder"
+            ) from error

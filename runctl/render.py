@@ -1,0 +1,314 @@
+"""How the CLI shows runs: rich tables, a live progress line, and one-line outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from lambdas.models.run_record import Attempt, MetricSummary, RunRecord
+from runctl.client.client import RunState
+from runctl.client.costs import PRICE_SOURCE_LABELS, cost_label, cost_of, format_usd
+from runctl.client.follow import RunEvent, RunOutcome, describe_attempt
+from runctl.client.formatting import (
+    finish_line,
+    format_duration,
+    format_value,
+    parse_time,
+    run_seconds,
+)
+from runctl.client.metrics import STEP_KEY
+from runctl.client.reading import Comparison, RunDetails
+
+console = Console(highlight=False)
+_STATUS_STYLE = {
+    "SUCCEEDED": "bold green",
+    "FAILED": "bold red",
+    "CANCELLED": "bold yellow",
+    "CHECKPOINTING": "bold magenta",
+    "RESUMING": "bold magenta",
+}
+_SHOWN_METRICS = 3
+
+
+def styled_status(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'bold cyan')}]{status}[/]"
+
+
+def _metrics_text(values: dict[str, Any], limit: int | None = None) -> str:
+    items = [(key, value) for key, value in values.items() if key != STEP_KEY]
+    if STEP_KEY in values:
+        items.insert(0, (STEP_KEY, values[STEP_KEY]))
+    shown = items if limit is None else items[:limit]
+    return "  ".join(f"{key}={format_value(value)}" for key, value in shown)
+
+
+class FollowDisplay:
+    """Prints a followed run's events, under a live line: status, attempt, instance, time,
+    cost so far and the latest metrics. Use as a context manager around the follow call."""
+
+    def __init__(self, out: Console | None = None) -> None:
+        self.console = out or console
+        self.record: RunRecord | None = None
+        self.latest_metrics: dict[str, Any] = {}
+        self._spinner = Spinner("dots", text="starting")
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._progress_line,
+            refresh_per_second=4,
+            transient=True,
+        )
+
+    def __enter__(self) -> FollowDisplay:
+        self._live.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._live.stop()
+
+    def handle(self, event: RunEvent) -> None:
+        out = self._live.console
+        if event.kind == "status":
+            self.record = event.data.get("record", self.record)
+            out.print(f"[bold cyan]●[/] status {styled_status(event.text)}")
+        elif event.kind == "attempt":
+            out.print(f"  [cyan]↳[/] {escape(event.text)}")
+        elif event.kind == "metric":
+            self.latest_metrics = dict(event.data)
+            out.print(f"  [magenta]metric[/] {escape(_metrics_text(event.data))}")
+        elif event.kind == "log":
+            out.print(f"  {event.text}", markup=False, style="dim", soft_wrap=True)
+
+    def _progress_line(self) -> Spinner:
+        record = self.record
+        if record is None:
+            self._spinner.update(text="waiting for the run to be recorded")
+            return self._spinner
+        parts = [f"[bold]{record.status.value}[/]"]
+        attempt = record.attempts.get(str(record.attempt))
+        if attempt is not None:
+            parts.append(escape(describe_attempt(attempt)))
+        parts.append(format_duration(run_seconds(record)))
+        cost = cost_of(record)
+        if cost is not None:
+            parts.append(f"{escape(cost_label(cost))} so far")
+        if self.latest_metrics:
+            parts.append(escape(_metrics_text(self.latest_metrics, limit=_SHOWN_METRICS + 1)))
+        self._spinner.update(text=Text.from_markup(" · ".join(parts)))
+        return self._spinner
+
+
+def print_outcome(outcome: RunOutcome) -> None:
+    """The end of a followed run: status, why, how long and what it cost, where things are."""
+    record = outcome.record
+    console.print(f"\n{styled_status(outcome.status)} run {outcome.run_id}")
+    if record is None:
+        if outcome.error or outcome.cause:
+            console.print(f"  {outcome.error}: {outcome.cause}", markup=False)
+        return
+    console.print(f"  {escape(finish_line(record))}")
+    if record.final_metrics:
+        console.print(f"  final metrics: {escape(_metrics_text(record.final_metrics))}")
+    if record.outputs_uri:
+        console.print(f"  outputs: {record.outputs_uri}", markup=False)
+    if record.error and outcome.status != "SUCCEEDED":
+        console.print(f"  error: {record.error}", markup=False)
+    if record.stderr_tail and outcome.status != "SUCCEEDED":
+        console.print("  stderr (tail):", markup=False)
+        console.print(record.stderr_tail.rstrip(), markup=False, style="red")
+    if outcome.outputs_dir is not None:
+        console.print(f"  local copy of outputs: {outcome.outputs_dir}", markup=False)
+
+
+def print_state(state: RunState) -> None:
+    """`runctl status`: where the run is now, in a few lines."""
+    record = state.record
+    console.print(f"{state.run_id} {styled_status(state.status)}")
+    if record is None:
+        if state.error or state.cause:
+            console.print(f"  it never started: {state.error}: {state.cause}", markup=False)
+        else:
+            console.print("  submitted; waiting for the state machine to record it")
+        return
+    if record.experiment:
+        console.print(f"  experiment: {escape(record.experiment)}")
+    attempt = record.attempts.get(str(record.attempt))
+    if attempt is not None:
+        console.print(f"  {escape(describe_attempt(attempt))}")
+    console.print(f"  {escape(finish_line(record))}")
+    metrics = record.final_metrics or record.latest_metrics
+    if metrics:
+        console.print(f"  metrics: {escape(_metrics_text(metrics))}")
+    if record.outputs_uri:
+        console.print(f"  outputs: {record.outputs_uri}", markup=False)
+    if record.error and record.status.value != "SUCCEEDED":
+        console.print(f"  error: {record.error}", markup=False)
+
+
+def _summary_values(record: RunRecord) -> dict[str, Any]:
+    if record.metrics_summary:
+        return {name: summary.last for name, summary in record.metrics_summary.items()}
+    return record.final_metrics or record.latest_metrics
+
+
+def _short_time(stamp: str | None) -> str:
+    """'11-23 12:27' in local time: enough to tell runs apart in a table."""
+    return parse_time(stamp).astimezone().strftime("%m-%d %H:%M") if stamp else "-"
+
+
+def runs_table(records: Sequence[RunRecord]) -> Table:
+    table = Table(title=None, box=None, header_style="bold", pad_edge=False)
+    # Ids, statuses and times are never cut: the metrics column gives way first.
+    table.add_column("RUN", no_wrap=True, min_width=max(len(r.run_id) for r in records))
+    table.add_column("EXPERIMENT", overflow="fold")
+    table.add_column("STATUS", no_wrap=True, min_width=len("CHECKPOINTING"))
+    table.add_column("STARTED", no_wrap=True, min_width=len("11-23 12:27"))
+    table.add_column("DURATION", no_wrap=True)
+    table.add_column("COST", no_wrap=True)
+    table.add_column("METRICS", overflow="fold")
+    for record in records:
+        cost = cost_of(record)
+        table.add_row(
+            record.run_id,
+            escape(record.experiment or "-"),
+            styled_status(record.status.value),
+            _short_time(record.created_at),
+            format_duration(run_seconds(record)),
+            escape(cost_label(cost, short=True)) if cost is not None else "-",
+            escape(_metrics_text(_summary_values(record), limit=_SHOWN_METRICS)),
+        )
+    return table
+
+
+def _key_values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={format_value(value)}" for key, value in values.items()) or "-"
+
+
+def details_view(details: RunDetails) -> Group:
+    """`runctl runs show`: the experiment record, attempts and why each ended, cost, metrics."""
+    record = details.record
+    spec = record.spec
+    source = spec.get("source") or {}
+    overview = Table.grid(padding=(0, 2))
+    overview.add_column(style="bold")
+    overview.add_column()
+    rows = [
+        ("run", record.run_id),
+        ("status", styled_status(record.status.value)),
+        ("experiment", escape(record.experiment or "-")),
+        ("outcome", escape(finish_line(record))),
+        ("started", record.created_at),
+        ("script", escape(" ".join([spec.get("entry_point", "?"), *spec.get("args", [])]))),
+        ("hyperparameters", escape(_key_values(spec.get("hyperparameters") or {}))),
+        ("code", escape((spec.get("code") or {}).get("sha256") or "-")),
+        ("git", escape(_git_text(source))),
+    ]
+    if record.outputs_uri:
+        rows.append(("outputs", escape(record.outputs_uri)))
+    if record.error and record.status.value != "SUCCEEDED":
+        rows.append(("error", escape(record.error)))
+    for name, value in rows:
+        overview.add_row(name, value)
+    return Group(overview, Text(""), _attempts_table(details), Text(""), _metrics_table(details))
+
+
+def _git_text(source: dict[str, Any]) -> str:
+    commit = source.get("git_commit")
+    if not commit:
+        return "not a git repository"
+    dirty = source.get("git_dirty")
+    state = " (uncommitted changes)" if dirty else "" if dirty is False else " (state unknown)"
+    return f"{commit[:12]}{state}"
+
+
+def _attempts_table(details: RunDetails) -> Table:
+    table = Table(title="attempts", title_justify="left", box=None, header_style="bold")
+    for column in ("#", "INSTANCE", "MARKET", "ZONE", "STARTED", "RAN", "ENDED BECAUSE", "COST"):
+        table.add_column(column)
+    costs = {item.number: item for item in (details.cost.attempts if details.cost else [])}
+    attempts: list[Attempt] = sorted(details.record.attempts.values(), key=lambda a: a.number)
+    for attempt in attempts:
+        cost = costs.get(attempt.number)
+        cost_text = "-"
+        if cost is not None and cost.usd is not None:
+            source = PRICE_SOURCE_LABELS.get(cost.price_source, cost.price_source)
+            cost_text = f"{format_usd(cost.usd)} ({source})"
+        reason = attempt.end_reason.value if attempt.end_reason else "-"
+        if attempt.end_reason is None and attempt.number == details.record.attempt:
+            reason = details.record.end_reason.value if details.record.end_reason else "(live)"
+        table.add_row(
+            str(attempt.number),
+            escape(f"{attempt.instance_type or '-'} {attempt.instance_id or ''}".strip()),
+            attempt.market or "-",
+            attempt.availability_zone or "-",
+            _short_time(attempt.started_at),
+            format_duration(cost.seconds) if cost is not None else "-",
+            reason,
+            escape(cost_text),
+        )
+    return table
+
+
+def _metrics_table(details: RunDetails) -> Table:
+    table = Table(title="metrics", title_justify="left", box=None, header_style="bold")
+    for column in ("METRIC", "LAST", "MIN", "MAX", "POINTS"):
+        table.add_column(column)
+    summaries: dict[str, MetricSummary] = details.metrics
+    for name in sorted(name for name in summaries if name != STEP_KEY):
+        summary = summaries[name]
+        table.add_row(
+            escape(name),
+            format_value(summary.last),
+            format_value(summary.min),
+            format_value(summary.max),
+            str(summary.count),
+        )
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """Runs as columns; rows: differing hyperparameters, final metrics, duration, cost."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("")
+    for run in comparison.runs:
+        table.add_column(run.run_id, no_wrap=True)
+    runs = comparison.runs
+    table.add_row("status", *(styled_status(run.record.status.value) for run in runs))
+    table.add_row("experiment", *(escape(run.record.experiment or "-") for run in runs))
+    for key in comparison.differing_hyperparameters:
+        table.add_row(
+            f"[bold]{escape(key)}[/]",
+            *(
+                escape(format_value(run.hyperparameters[key]))
+                if key in run.hyperparameters
+                else "[dim]unset[/]"
+                for run in runs
+            ),
+        )
+    for name in comparison.metric_names:
+        table.add_row(
+            f"{escape(name)} (last)",
+            *(format_value(run.metrics[name].last) if name in run.metrics else "-" for run in runs),
+        )
+    table.add_row("duration", *(format_duration(run_seconds(run.record)) for run in runs))
+    table.add_row("cost", *(escape(cost_label(run.cost)) if run.cost else "-" for run in runs))
+    table.add_row("attempts", *(str(len(run.record.attempts)) for run in runs))
+    return table
+
+
+def shared_hyperparameters_line(comparison: Comparison) -> str:
+    if not comparison.shared_hyperparameters:
+        return ""
+    return f"same in all runs: {_key_values(comparison.shared_hyperparameters)}"

@@ -1,0 +1,124 @@
+"""What a user asks to run (RunRequest), resolved against `.runctl.toml` into a RunPlan.
+
+Shared by `runctl submit`, `runctl local run` and the SDK, so every way in makes the same RunSpec
+and refuses the same mistakes before anything is uploaded or started.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lambdas.models.run_spec import HyperparameterValue, RunSpec, SourceInfo
+from runctl.errors import ScriptNotFound, SpecError
+from runctl.project_config import LoadedConfig, load_project_config
+from runctl.specs import build_spec, parse_data, parse_duration
+
+# Stands in for the code archive while the rest of the spec is checked, before packaging.
+_PENDING_CODE = {"s3_uri": "s3://placeholder-bucket/code/pending.tar.gz"}
+
+Market = Literal["spot", "on-demand"]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run as a user describes it. None means "not given": `.runctl.toml`, then the default."""
+
+    script: Path
+    args: tuple[str, ...] = ()
+    hyperparameters: Mapping[str, HyperparameterValue] = field(default_factory=dict)
+    experiment: str | None = None
+    instance_types: tuple[str, ...] | None = None
+    market: Market | None = None
+    data: tuple[str, ...] | None = None  # "s3://bucket/prefix/" or "name=s3://..."
+    max_runtime: str | int | None = None  # "6h", or seconds
+    project_dir: Path | None = None
+    hyperparameters_as_args: bool | None = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A checked request: the project folder to package and every RunSpec field but the code."""
+
+    script: Path
+    project_root: Path
+    fields: Mapping[str, Any]
+    loaded: LoadedConfig
+
+    def spec(self, code_uri: str, code_sha256: str, source: SourceInfo | None) -> RunSpec:
+        """The RunSpec to start, once the code is uploaded under `code_uri`."""
+        fields: dict[str, Any] = {
+            **self.fields,
+            "code": {"s3_uri": code_uri, "sha256": code_sha256},
+        }
+        if source is not None:
+            fields["source"] = source.model_dump(mode="json")
+        return build_spec(fields)
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique enough to name a Step Functions execution."""
+    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def resolve_script(script: Path) -> Path:
+    try:
+        return script.resolve(strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ScriptNotFound(
+            f"script not found: {script} (from {Path.cwd()}); check the path"
+        ) from None
+
+
+def config_for_script(script: Path) -> LoadedConfig:
+    """The nearest `.runctl.toml` above the script, else above the working directory."""
+    loaded = load_project_config(script.resolve().parent)
+    return loaded if loaded.root is not None else load_project_config(Path.cwd())
+
+
+def plan_run(request: RunRequest) -> RunPlan:
+    """Resolve paths and defaults, and validate the RunSpec: every mistake surfaces here."""
+    script = resolve_script(request.script)
+    if not script.is_file():
+        raise ScriptNotFound(f"{request.script} is a folder, not a script; name the .py file")
+    loaded = config_for_script(script)
+    config = loaded.config
+    # The config's folder is the project when it holds the script (a config found from the
+    # working directory may not).
+    config_root = loaded.root if loaded.root and script.is_relative_to(loaded.root) else None
+    root = (request.project_dir or config_root or script.parent).resolve()
+    if not script.is_relative_to(root):
+        raise SpecError(
+            f"{script} is not inside the project folder {root}; pass --project-dir "
+            "or move the script"
+        )
+
+    max_runtime = request.max_runtime if request.max_runtime is not None else config.max_runtime
+    data = request.data if request.data is not None else tuple(config.data or ())
+    fields: dict[str, Any] = {
+        "entry_point": script.relative_to(root).as_posix(),
+        "args": list(request.args),
+        "hyperparameters": {**(config.hyperparameters or {}), **request.hyperparameters},
+        "hyperparameters_as_args": _first(
+            request.hyperparameters_as_args, config.hyperparameters_as_args, False
+        ),
+        "market": _first(request.market, config.market, "spot"),
+        "experiment": _first(request.experiment, config.experiment, None),
+        "data": [parse_data(item) for item in data],
+    }
+    instance_types = request.instance_types or config.instance_types
+    if instance_types:
+        fields["instance_types"] = list(instance_types)
+    if max_runtime is not None:
+        seconds = parse_duration(max_runtime) if isinstance(max_runtime, str) else max_runtime
+        fields["limits"] = {"max_runtime_seconds": seconds}
+    build_spec({**fields, "code": _PENDING_CODE})
+    return RunPlan(script=script, project_root=root, fields=fields, loaded=loaded)
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
