@@ -5,7 +5,8 @@
   temporary name and then renamed, so the agent never uploads half a file;
 - RUNCTL_RESUME_FROM, when set, is the checkpoint to continue from;
 - metrics are printed as `RUNCTL_METRIC {...}` lines; the model goes to RUNCTL_OUTPUT_DIR;
-- on SIGTERM (an interruption notice) it checkpoints at once and exits.
+- on SIGTERM (an interruption notice) it checkpoints at once and exits;
+- a loss that blows up (too large an lr) ends it with exit code 3, as a diverged run should.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ batch_size = int(hp.get("batch_size", 32))
 checkpoint_every = int(hp.get("checkpoint_every", 10))
 step_seconds = float(hp.get("step_seconds", 0.05))  # makes the demo watchable
 rng = np.random.default_rng(int(hp.get("seed", 0)))
+DIVERGED_LOSS = 1e6
+EXIT_DIVERGED = 3
 
 checkpoint_dir = Path(os.environ.get("RUNCTL_CHECKPOINT_DIR", "checkpoints"))
 output_dir = Path(os.environ.get("RUNCTL_OUTPUT_DIR", "output"))
@@ -73,6 +76,9 @@ for step in range(start + 1, steps + 1):
     current.update(step=step, w=w)
     if step % 5 == 0 or step == steps:
         loss = float(np.mean((X @ w - y) ** 2))
+        if not np.isfinite(loss) or loss > DIVERGED_LOSS:
+            print(f"diverged at step {step}: loss {loss:.3g} (lr {lr} too large?)", file=sys.stderr)
+            sys.exit(EXIT_DIVERGED)
         print("RUNCTL_METRIC " + json.dumps({"step": step, "loss": round(loss, 6)}), flush=True)
     if step % checkpoint_every == 0:
         save_checkpoint(step, w)

@@ -12,6 +12,7 @@ CODE_PREFIX: Final = "code/"
 DATA_PREFIX: Final = "data/"  # datasets users upload to the runctl bucket
 AGENT_PREFIX: Final = "agent/"
 RUNS_PREFIX: Final = "runs/"
+SWEEPS_PREFIX: Final = "sweeps/"
 
 
 def run_prefix(run_id: str) -> str:
@@ -65,3 +66,26 @@ ERROR_INSTANCE_LOST: Final = "Runctl.InstanceLost"
 ERROR_CANCELLED: Final = "Runctl.Cancelled"
 # The notice StopRun sends the agent (as the spot and rebalance notices, in notice.json).
 NOTICE_STOP_REQUESTED: Final = "stop-requested"
+
+
+def sweep_prefix(sweep_id: str) -> str:
+    return f"{SWEEPS_PREFIX}{sweep_id}/"
+
+
+def sweep_plan_key(sweep_id: str) -> str:
+    """The sweep's runs and their hyperparameters, written by ExpandSweep."""
+    return f"{sweep_prefix(sweep_id)}plan.json"
+
+
+def sweep_stop_key(sweep_id: str) -> str:
+    """Present once the sweep was stopped (too many failures, or cancelled): no more runs."""
+    return f"{sweep_prefix(sweep_id)}stop.json"
+
+
+def sweep_summary_key(sweep_id: str) -> str:
+    return f"{sweep_prefix(sweep_id)}summary.json"
+
+
+# A sweep fails with one of these (its Fail state may not use States.* names).
+ERROR_SWEEP_FAILED: Final = "Runctl.SweepFailed"
+ERROR_SWEEP_CANCELLED: Final = "Runctl.SweepCancelled"

@@ -41,3 +41,15 @@ class RunStopped(RunctlError):
 
 class BootstrapFailed(RunctlError):
     """Installing the agent over SSM failed or did not finish in time."""
+
+
+class SweepSpecInvalid(RunctlError):
+    """The SweepSpec is wrong, or its runs could not start (missing code); nothing has started."""
+
+
+class SweepNotFound(RunctlError):
+    """No sweep has this id (ExpandSweep never wrote its plan)."""
+
+
+class SweepStopIncomplete(RunctlError):
+    """Some of the sweep's runs could not be asked to stop; a retry asks them again."""

@@ -47,6 +47,24 @@ CLIENT_FUNCTIONS: Final = (
     LambdaStep("StopRun", "lambdas.handlers.stop_run.lambda_handler"),
 )
 
+# Started by a pipeline's S3 marker rule or its schedule (issue #5); built only when
+# runctl:pipelines has entries.
+START_PIPELINE_RUN: Final = LambdaStep(
+    "StartPipelineRun", "lambdas.handlers.start_pipeline_run.lambda_handler"
+)
+
+# The steps of the Sweep state machine (statemachines/sweep.asl.json, issue #5).
+SWEEP_STEPS: Final = (
+    LambdaStep("ExpandSweep", "lambdas.handlers.expand_sweep.lambda_handler"),
+    LambdaStep("PrepareSweepRun", "lambdas.handlers.prepare_sweep_run.lambda_handler"),
+    LambdaStep("OnSweepRunFailed", "lambdas.handlers.on_sweep_run_failed.lambda_handler"),
+    LambdaStep("SummarizeSweep", "lambdas.handlers.summarize_sweep.lambda_handler"),
+)
+# `runctl sweep cancel`: stop a sweep's runs gracefully and start no more.
+STOP_SWEEP: Final = LambdaStep("StopSweep", "lambdas.handlers.stop_sweep.lambda_handler")
+# sweep.asl.json's placeholder for the TrainRun state machine each run is an execution of.
+TRAIN_RUN_ARN_PLACEHOLDER: Final = "TrainRunStateMachineArn"
+
 # Non-ARN placeholders of train_run.asl.json, with the value `cdk deploy` uses.
 TRAIN_RUN_SETTINGS: Final = {
     # An EC2 instance is never running and online in SSM in under a minute: the first check

@@ -11,7 +11,15 @@ from typing import Any
 
 import boto3
 
-from lambdas.functions import CLIENT_FUNCTIONS, EVENT_HANDLERS, TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
+from lambdas.functions import (
+    CLIENT_FUNCTIONS,
+    EVENT_HANDLERS,
+    STOP_SWEEP,
+    SWEEP_STEPS,
+    TRAIN_RUN_ARN_PLACEHOLDER,
+    TRAIN_RUN_SETTINGS,
+    TRAIN_RUN_STEPS,
+)
 from runctl.local.emulator import REGION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +50,7 @@ class LocalStack:
     log_group: str
     state_machine_arn: str
     function_arns: dict[str, str]
+    sweep_state_machine_arn: str = ""
 
 
 def substitute(definition: str, substitutions: dict[str, str]) -> str:
@@ -66,7 +75,8 @@ def agent_zip() -> bytes:
 
 
 def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
-    """Create bucket, table, log group, launch template, functions and TrainRun in the emulator."""
+    """Create bucket, table, log group, launch template, functions, TrainRun and Sweep in the
+    emulator."""
     session = boto3.session.Session(region_name=REGION)
     s3, ddb, logs = session.client("s3"), session.client("dynamodb"), session.client("logs")
     ec2, iam, lam = session.client("ec2"), session.client("iam"), session.client("lambda")
@@ -109,7 +119,7 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     # The code is never run from this zip: the bridge imports the handler by name.
     placeholder_code = _placeholder_zip()
     function_arns = {}
-    for step in (*TRAIN_RUN_STEPS, *EVENT_HANDLERS, *CLIENT_FUNCTIONS):
+    for step in (*TRAIN_RUN_STEPS, *EVENT_HANDLERS, *CLIENT_FUNCTIONS, *SWEEP_STEPS, STOP_SWEEP):
         function_arns[step.name] = lam.create_function(
             FunctionName=f"{name}-{step.name}",
             Runtime="python3.11",
@@ -131,7 +141,19 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     state_machine_arn = sfn.create_state_machine(
         name=f"{name}-TrainRun", definition=definition, roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]
-    return LocalStack(bucket, table, log_group, state_machine_arn, function_arns)
+    sweep_definition = substitute(
+        (STATEMACHINES_DIR / "sweep.asl.json").read_text(),
+        {
+            TRAIN_RUN_ARN_PLACEHOLDER: state_machine_arn,
+            **{step.placeholder: function_arns[step.name] for step in SWEEP_STEPS},
+        },
+    )
+    sweep_state_machine_arn = sfn.create_state_machine(
+        name=f"{name}-Sweep", definition=sweep_definition, roleArn=role_arn, type="STANDARD"
+    )["stateMachineArn"]
+    return LocalStack(
+        bucket, table, log_group, state_machine_arn, function_arns, sweep_state_machine_arn
+    )
 
 
 def _placeholder_zip() -> bytes:

@@ -28,6 +28,7 @@ from lambdas.integrations.aws_clients import aws_client
 from runctl.local import lambda_bridge
 from runctl.local.ec2_bridge import Ec2Bridge
 from runctl.local.instances import LocalFleet, instance_base_env
+from runctl.local.sfn_integration import PATCHES as SFN_INTEGRATION_PATCHES
 from runctl.local.ssm_bridge import SsmBridge
 
 REGION = "us-east-1"
@@ -88,6 +89,7 @@ class Emulator:
             (SimpleSystemManagerResponse, "describe_instance_information", ssm.describe_instances),
             (S3Backend, "create_multipart_upload", self._multipart_started),
             (S3Backend, "put_object", self._put_started),
+            *SFN_INTEGRATION_PATCHES,
         ):
             # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
             stack.enter_context(
