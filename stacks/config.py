@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from lambdas.functions import TRAIN_RUN_SETTINGS
+from lambdas.models.pipeline import Pipeline, PipelineConfigError, parse_pipelines
 
 # One prefix for every key, so `cdk synth -c runctl:...` reads as what it changes.
 PREFIX: Final = "runctl:"
@@ -20,6 +21,7 @@ KEY_VPC_ID: Final = f"{PREFIX}vpcId"
 KEY_SUBNET_IDS: Final = f"{PREFIX}subnetIds"
 KEY_DATA_BUCKETS: Final = f"{PREFIX}dataBuckets"
 KEY_ROOT_VOLUME_GIB: Final = f"{PREFIX}rootVolumeGiB"
+KEY_PIPELINES: Final = f"{PREFIX}pipelines"
 
 INSTANCE_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 STACK_NAME_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,99}$")
@@ -56,6 +58,8 @@ class RunctlConfig:
     root_volume_gib: int
     # Values for the non-ARN placeholders of train_run.asl.json (TRAIN_RUN_SETTINGS' keys).
     train_run_settings: Mapping[str, str]
+    # Retrain when new data lands (lambdas/models/pipeline.py); none by default.
+    pipelines: tuple[Pipeline, ...] = ()
 
     @property
     def heartbeat_seconds(self) -> int:
@@ -86,6 +90,10 @@ class RunctlConfig:
             )
             for name, default in TRAIN_RUN_SETTINGS.items()
         }
+        try:
+            pipelines = parse_pipelines(context.get(KEY_PIPELINES), data_buckets=data_buckets)
+        except PipelineConfigError as error:
+            raise ConfigError(KEY_PIPELINES, str(error), error.value) from None
         return cls(
             stack_name=stack_name,
             region=region,
@@ -95,6 +103,7 @@ class RunctlConfig:
             data_buckets=data_buckets,
             root_volume_gib=root_volume,
             train_run_settings=settings,
+            pipelines=pipelines,
         )
 
 

@@ -12,6 +12,7 @@ from stacks.compute import Compute
 from stacks.config import RunctlConfig
 from stacks.instance_events import InstanceEvents
 from stacks.orchestration import Orchestration
+from stacks.pipelines import Pipelines
 from stacks.step_permissions import ClientFunctionPermissions, EventHandlerPermissions
 from stacks.storage import Storage
 
@@ -23,7 +24,12 @@ class RunctlStack(Stack):
         super().__init__(scope, config.stack_name, **kwargs)
         self.config = config
 
-        self.storage = Storage(self, "Storage", stack_name=self.stack_name)
+        self.storage = Storage(
+            self,
+            "Storage",
+            stack_name=self.stack_name,
+            event_bridge_enabled=any(item.watch.bucket is None for item in config.pipelines),
+        )
         self.compute = Compute(
             self,
             "Compute",
@@ -69,6 +75,22 @@ class RunctlStack(Stack):
                 runs_table=self.storage.runs_table,
                 compute=self.compute,
             ),
+        )
+
+        # Retrain when new data lands, or on a schedule (issue #5); only with runctl:pipelines.
+        self.pipelines = (
+            Pipelines(
+                self,
+                "Pipelines",
+                pipelines=config.pipelines,
+                orchestration=self.orchestration,
+                bucket=self.storage.bucket,
+                runs_table=self.storage.runs_table,
+                compute=self.compute,
+                train_run=self.orchestration.state_machine,
+            )
+            if config.pipelines
+            else None
         )
 
         # Stable ids: the client and tests find resources by these names.

@@ -13,6 +13,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 
 from lambdas.constants import CODE_PREFIX, RUNS_PREFIX, TAG_MANAGED
+from lambdas.functions import START_PIPELINE_RUN
+from lambdas.models.pipeline import Pipeline
 from stacks.compute import Compute
 from stacks.nag_acknowledgements import NO_RESOURCE_SCOPE, acknowledge_resource_wildcard
 
@@ -449,3 +451,57 @@ class ClientFunctionPermissions(FunctionPermissions):
         self._update_run_record(function)
         # Writes $RUNCTL_HOME/notice.json ("stop-requested") for the run's agent.
         self._send_command(function)
+
+
+class PipelinePermissions(FunctionPermissions):
+    """Grants StartPipelineRun what it calls: list the watched prefixes (to find markers),
+    remember triggers, start TrainRun."""
+
+    def __init__(
+        self,
+        *,
+        bucket: s3.IBucket,
+        runs_table: dynamodb.ITable,
+        compute: Compute,
+        train_run: sfn.StateMachine,
+        triggers_table: dynamodb.ITable,
+        pipelines: tuple[Pipeline, ...],
+    ) -> None:
+        super().__init__(bucket=bucket, runs_table=runs_table, compute=compute)
+        self._train_run = train_run
+        self._triggers_table = triggers_table
+        self._pipelines = pipelines
+        self._by_step = {START_PIPELINE_RUN.name: self._grant_start_pipeline_run}
+
+    def _grant_start_pipeline_run(self, function: lambda_.Function) -> None:
+        self._allow(
+            function,
+            "StartTrainRun",
+            ["states:StartExecution"],
+            [self._train_run.state_machine_arn],
+        )
+        # Powertools' idempotency record: conditional put, read, complete, delete on failure.
+        self._allow(
+            function,
+            "RecordTriggers",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [self._triggers_table.table_arn],
+        )
+        # Markers are found by listing (ListObjectsV2), never read: ListBucket on each watched
+        # bucket, limited by s3:prefix to the pipelines' prefixes.
+        prefixes: dict[str | None, list[str]] = {}
+        for pipeline in self._pipelines:
+            prefixes.setdefault(pipeline.watch.bucket, []).append(f"{pipeline.watch.prefix}*")
+        for index, (name, listed) in enumerate(prefixes.items()):
+            arn = (
+                self._bucket.bucket_arn
+                if name is None
+                else f"arn:{self._stack.partition}:s3:::{name}"
+            )
+            self._allow(
+                function,
+                f"ListWatchedPrefixes{index}",
+                ["s3:ListBucket"],
+                [arn],
+                {"StringLike": {"s3:prefix": sorted(set(listed))}},
+            )

@@ -16,7 +16,14 @@ TTL_ATTRIBUTE = "expires_at"
 class Storage(Construct):
     """Bucket (code, agent configs, checkpoints, outputs), runs table, run log group."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, stack_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stack_name: str,
+        event_bridge_enabled: bool = False,
+    ) -> None:
         super().__init__(scope, construct_id)
 
         # cdk-nag S1 accepts this bucket unlogged: it is the access-log destination itself.
@@ -50,6 +57,16 @@ class Storage(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+        if event_bridge_enabled:
+            # A pipeline watches this bucket (stacks/pipelines.py). Set on the bucket resource
+            # itself: the L2 `event_bridge_enabled` deploys a custom-resource Lambda to do it.
+            cfn_bucket = self.bucket.node.default_child
+            assert isinstance(cfn_bucket, s3.CfnBucket)
+            cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+                event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                    event_bridge_enabled=True
+                )
+            )
 
         self.runs_table = dynamodb.Table(
             self,

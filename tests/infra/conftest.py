@@ -145,6 +145,8 @@ def synthesized(
     return Synthesized(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir)
 
 
+PIPELINE_RUN_TEMPLATE = {"code": {"s3_uri": "s3://lab-datasets/code/a.tgz"}, "entry_point": "t.py"}
+
 # A deployment into its own network, with extra data buckets (every optional key set).
 CONFIGURED_CONTEXT = {
     "runctl:stackName": "RunctlLab",
@@ -154,6 +156,21 @@ CONFIGURED_CONTEXT = {
     "runctl:dataBuckets": ["lab-datasets", "shared.corpora"],
     "runctl:rootVolumeGiB": 250,
     "runctl:heartbeatSeconds": 120,
+    # One pipeline on the runctl bucket with a schedule, one on a data bucket without.
+    "runctl:pipelines": [
+        {
+            "name": "imagenet",
+            "watch": {"prefix": "data/imagenet/"},
+            "run": PIPELINE_RUN_TEMPLATE,
+            "schedule": {"expression": "cron(0 3 * * ? *)", "timezone": "Europe/Berlin"},
+        },
+        {
+            "name": "corpora",
+            "watch": {"bucket": "lab-datasets", "prefix": "corpora/", "marker": "MANIFEST.json"},
+            "data_name": "text",
+            "run": PIPELINE_RUN_TEMPLATE,
+        },
+    ],
 }
 
 
