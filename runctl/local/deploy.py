@@ -14,13 +14,16 @@ import boto3
 from lambdas.functions import (
     CLIENT_FUNCTIONS,
     EVENT_HANDLERS,
+    START_PIPELINE_RUN,
     STOP_SWEEP,
     SWEEP_STEPS,
     TRAIN_RUN_ARN_PLACEHOLDER,
     TRAIN_RUN_SETTINGS,
     TRAIN_RUN_STEPS,
 )
+from lambdas.models.pipeline import Pipeline
 from runctl.local.emulator import REGION
+from runctl.local.s3_events import deploy_pipelines
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STATEMACHINES_DIR = PROJECT_ROOT / "statemachines"
@@ -41,6 +44,8 @@ class LocalSettings:
     default_instance_types: tuple[str, ...] = ("g5.xlarge", "g4dn.xlarge")
     # AWS gives 120 s between a spot warning and the termination; locally less, same protocol.
     spot_notice_seconds: float = 30.0
+    # runctl:pipelines (issue #5): deployed with their marker rules (runctl/local/s3_events.py).
+    pipelines: tuple[Pipeline, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class LocalStack:
     state_machine_arn: str
     function_arns: dict[str, str]
     sweep_state_machine_arn: str = ""
+    # The queue the pipelines' marker rules send to (empty without pipelines).
+    pipeline_events_queue_url: str = ""
 
 
 def substitute(definition: str, substitutions: dict[str, str]) -> str:
@@ -151,8 +158,26 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     sweep_state_machine_arn = sfn.create_state_machine(
         name=f"{name}-Sweep", definition=sweep_definition, roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]
+    pipeline_events_queue_url = ""
+    if settings.pipelines:
+        function_arns[START_PIPELINE_RUN.name], pipeline_events_queue_url = deploy_pipelines(
+            session,
+            name=name,
+            pipelines=settings.pipelines,
+            runctl_bucket=bucket,
+            environment=environment,
+            state_machine_arn=state_machine_arn,
+            role_arn=role_arn,
+            code_zip=placeholder_code,
+        )
     return LocalStack(
-        bucket, table, log_group, state_machine_arn, function_arns, sweep_state_machine_arn
+        bucket,
+        table,
+        log_group,
+        state_machine_arn,
+        function_arns,
+        sweep_state_machine_arn,
+        pipeline_events_queue_url=pipeline_events_queue_url,
     )
 
 

@@ -12,10 +12,12 @@ import boto3
 
 from lambdas.constants import TAG_RUN_ID, outputs_prefix
 from lambdas.dal.runs_table import RunsTable
+from lambdas.functions import START_PIPELINE_RUN
 from runctl.client.follow import RunEvent, RunFollower, RunOutcome, follow_execution
 from runctl.local.deploy import LocalSettings, LocalStack, deploy
 from runctl.local.emulator import REGION, Emulator
 from runctl.local.faults import EventDelivery, Fault, FaultInjector
+from runctl.local.s3_events import PipelineEventDelivery
 from runctl.local.stack_outputs import publish_stack_outputs
 from runctl.packaging import CodePackage
 from runctl.run_request import new_run_id
@@ -45,6 +47,16 @@ class LocalSession:
             # AWS emits a state-change event for every termination: so does local mode.
             self.emulator.fleet.on_terminate.append(self.events.state_changed)
             self.injectors: dict[str, FaultInjector] = {}
+            # Marker events to StartPipelineRun, when settings.pipelines deployed any.
+            self.pipeline_events = (
+                PipelineEventDelivery(
+                    self.stack.function_arns[START_PIPELINE_RUN.name],
+                    self.stack.pipeline_events_queue_url,
+                    REGION,
+                )
+                if self.stack.pipeline_events_queue_url
+                else None
+            )
         except BaseException:
             self.emulator.__exit__(None, None, None)
             raise
@@ -59,6 +71,8 @@ class LocalSession:
         for injector in self.injectors.values():
             injector.stop()
         self.events.close()
+        if self.pipeline_events is not None:
+            self.pipeline_events.close()
         self.emulator.__exit__(exc_type, exc, traceback)
 
     def upload_code(self, package: CodePackage) -> tuple[str, bool]:
