@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from lambdas.models.pipeline import (
     pipelines_env_value,
 )
 
+README = Path(__file__).resolve().parents[3] / "README.md"
 CODE = {"s3_uri": "s3://runctl-bucket/code/" + "a" * 64 + ".tar.gz"}
 TEMPLATE = {"code": CODE, "entry_point": "train.py"}
 WHEN = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -186,6 +188,17 @@ def test_the_environment_round_trip_keeps_everything_but_the_schedule():
     # Then only the schedule is left out, and defaults are not spelled out
     assert restored == original.model_copy(update={"schedule": None})
     assert "max_runtime_seconds" not in variables["PIPELINES"]
+
+
+def test_the_readme_example_is_a_valid_pipeline():
+    section = README.read_text().split("## Retraining when new data lands", 1)[1]
+    block = re.search(r"```json\n(.*?)```", section, re.S)[1]
+    filled = block.replace("<bucket>", "my-runctl-bucket").replace("<sha256>", "0" * 64)
+
+    [parsed] = parse_pipelines(json.loads("{" + filled + "}")["runctl:pipelines"], data_buckets=())
+
+    assert parsed.schedule is not None
+    assert parsed.run_spec("s3://my-runctl-bucket/data/imagenet/v1/").data[0].name == "imagenet"
 
 
 # --- versions and run specs ------------------------------------------------------------------
