@@ -46,6 +46,8 @@ SCHEDULE_DELIVERY: Final = Delivery(retry_attempts=2, max_event_age=Duration.hou
 
 
 class Pipelines(EventTargets):
+    """StartPipelineRun and what starts it: marker rules, schedules, their dead-letter queue."""
+
     def __init__(
         self,
         scope: Construct,
@@ -62,7 +64,7 @@ class Pipelines(EventTargets):
         name = START_PIPELINE_RUN.name
 
         # Which data versions already have their run (Powertools idempotency records, kept a
-        # year). Not in the runs table: the reaper scans that, and these items are no runs.
+        # year). Not in the runs table: the reaper scans that, and these items are not runs.
         # Destroyed with the stack: execution names still refuse a repeat for 90 days after.
         self.triggers_table = dynamodb.Table(
             self,
