@@ -69,7 +69,7 @@ def cloud_options(
     ctx: typer.Context,
     stack: Annotated[
         str | None,
-        typer.Option(envvar="RUNCTL_STACK", help="CloudFormation stack name  [default: Runctl]"),
+        typer.Option(envvar="RUNCTL_STACK", help="CloudFormation stack name (default: Runctl)"),
     ] = None,
     region: Annotated[str | None, typer.Option(help="AWS region of the stack")] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile (else AWS_PROFILE)")] = None,

@@ -96,14 +96,14 @@ class FollowDisplay:
         if record is None:
             self._spinner.update(text="waiting for the run to be recorded")
             return self._spinner
-        parts = [f"[bold]{record.status.value}[/]"]
+        parts = [f"[bold]{record.status.value}[/]", f"attempt {record.attempt}"]
         attempt = record.attempts.get(str(record.attempt))
-        if attempt is not None:
-            parts.append(escape(describe_attempt(attempt)))
+        if attempt is not None and attempt.instance_type:
+            parts.append(escape(f"{attempt.instance_type} {attempt.market or ''}".strip()))
         parts.append(format_duration(run_seconds(record)))
         cost = cost_of(record)
         if cost is not None:
-            parts.append(f"{escape(cost_label(cost))} so far")
+            parts.append(f"{escape(cost_label(cost, short=True))} so far")
         if self.latest_metrics:
             parts.append(escape(_metrics_text(self.latest_metrics, limit=_SHOWN_METRICS + 1)))
         self._spinner.update(text=Text.from_markup(" · ".join(parts)))
@@ -137,10 +137,10 @@ def print_state(state: RunState) -> None:
     record = state.record
     console.print(f"{state.run_id} {styled_status(state.status)}")
     if record is None:
-        if state.error or state.cause:
-            console.print(f"  it never started: {state.error}: {state.cause}", markup=False)
-        else:
+        if state.execution_status == "RUNNING":
             console.print("  submitted; waiting for the state machine to record it")
+        else:
+            console.print(f"  it never started: {state.execution_failure}", markup=False)
         return
     if record.experiment:
         console.print(f"  experiment: {escape(record.experiment)}")
@@ -200,7 +200,7 @@ def details_view(details: RunDetails) -> Group:
     """`runctl runs show`: the experiment record, attempts and why each ended, cost, metrics."""
     record = details.record
     spec = record.spec
-    source = spec.get("source") or {}
+    source = spec.get("source")
     overview = Table.grid(padding=(0, 2))
     overview.add_column(style="bold")
     overview.add_column()
@@ -224,7 +224,9 @@ def details_view(details: RunDetails) -> Group:
     return Group(overview, Text(""), _attempts_table(details), Text(""), _metrics_table(details))
 
 
-def _git_text(source: dict[str, Any]) -> str:
+def _git_text(source: dict[str, Any] | None) -> str:
+    if source is None:
+        return "not recorded (started without the runctl client)"
     commit = source.get("git_commit")
     if not commit:
         return "not a git repository"

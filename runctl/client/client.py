@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from lambdas.dal.runs_table import RunsTable
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.run_spec import RunSpec
+from lambdas.models.steps import StopRunOutput
 from runctl.client.aws import AwsTarget, aws_errors
 from runctl.client.follow import (
     LogLine,
@@ -73,14 +74,17 @@ class RunState:
         # Validation failed (no record is ever written) or RecordRun has not run yet.
         return "STARTING" if self.execution_status == "RUNNING" else str(self.execution_status)
 
+    @property
+    def execution_failure(self) -> str:
+        """'RunSpecInvalid: entry_point: ...', or the execution's status when it gave no error."""
+        if self.error:
+            return f"{self.error}: {self.cause}" if self.cause else self.error
+        return f"its execution is {self.execution_status}"
 
-class StopResult(BaseModel):
-    """StopRun's answer (action: agent-asked-to-stop | stopped-before-training |
-    already-finished)."""
 
-    run_id: str
-    action: str
-    message: str
+# StopRun's answer: run_id, action (agent-asked-to-stop | stopping-before-training |
+# already-finished) and a message for the user. One model for the Lambda and the client.
+StopResult = StopRunOutput
 
 
 class Client:
@@ -226,20 +230,22 @@ class Client:
     ) -> Iterator[LogLine]:
         """Every attempt's log lines in order; with `follow`, new ones until the run ends."""
         with aws_errors("reading the logs"):
-            state = self.status(run_id)
-            if state.record is None:
-                raise RunctlError(
-                    f"run {run_id} has no logs: it never started ({state.error}: {state.cause})"
-                )
             reader = LogReader(self._logs, self.outputs.log_group, run_id)
             attempt = 1
             while True:
-                record = self.reader.record(run_id)
-                finished = record.status in FINAL_STATUSES
-                for number in range(attempt, record.attempt + 1):
-                    yield from reader.read(number)
-                attempt = record.attempt
-                if finished or not follow:
+                state = self.status(run_id)
+                record = state.record
+                if record is None and state.execution_status != "RUNNING":
+                    raise RunctlError(
+                        f"run {run_id} never started, so it has no logs ({state.execution_failure})"
+                    )
+                if record is not None:  # (None: submitted, not yet recorded)
+                    for number in range(attempt, record.attempt + 1):
+                        yield from reader.read(number)
+                    attempt = record.attempt
+                    if record.status in FINAL_STATUSES:
+                        return
+                if not follow:
                     return
                 time.sleep(poll_seconds)
 

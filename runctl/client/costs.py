@@ -19,8 +19,10 @@ def cost_of(record: RunRecord, now: datetime | None = None) -> RunCost | None:
 
 
 def format_usd(amount: float) -> str:
-    """$0.84; a cent or less keeps three digits ($0.004) so a short test run is not '$0.00'."""
-    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.3f}"
+    """$0.84; under a cent, three digits ($0.004) or '<$0.001', so a short run is not '$0.00'."""
+    if amount >= 0.01 or amount == 0:
+        return f"${amount:.2f}"
+    return f"${amount:.3f}" if amount >= 0.001 else "<$0.001"
 
 
 def cost_label(cost: RunCost, short: bool = False) -> str:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from lambdas.models.run_record import Attempt, AttemptCost, MetricSummary, RunCost
 from runctl.cli import app
-from runctl.client import Client, RunNotFound
+from runctl.client import Client, RunNotFound, RunRequest
 from runctl.client.plotting import curve_id
 from runctl.errors import StopUnavailable
 
@@ -209,8 +209,6 @@ def test_the_sdk_raises_run_not_found(cloud):
 
 def test_a_submitted_run_without_a_record_yet_is_starting(cloud, tmp_path):
     (tmp_path / "train.py").write_text("print(1)\n")
-    from runctl.client import RunRequest
-
     client = Client(stack_name=STACK_NAME)
     run_id = client.submit(RunRequest(tmp_path / "train.py")).run_id
 
@@ -225,3 +223,46 @@ def test_stop_needs_a_stack_with_the_stop_function(cloud):
 
     with pytest.raises(StopUnavailable, match="npx cdk deploy"):
         client.stop("run-a")
+
+
+def test_logs_of_a_run_not_recorded_yet_are_empty_and_of_one_that_never_started_an_error(
+    cloud, tmp_path
+):
+    (tmp_path / "train.py").write_text("print(1)\n")
+    client = Client(stack_name=STACK_NAME)
+    run_id = client.submit(RunRequest(tmp_path / "train.py")).run_id
+
+    # (moto's Step Functions does not execute here: the run stays unrecorded)
+    assert list(client.logs(run_id)) == []
+
+    cloud.client("stepfunctions").stop_execution(executionArn=client.outputs.execution_arn(run_id))
+    result = CliRunner().invoke(app, ["logs", run_id])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: run {run_id} never started, so it has no logs (its execution is ABORTED)"
+    ]
+    status = CliRunner().invoke(app, ["status", run_id])
+    assert f"{run_id} ABORTED" in status.output
+    assert "it never started: its execution is ABORTED" in status.output
+
+
+def test_ctrl_c_while_waiting_stops_following_not_the_run(cloud, tmp_path, monkeypatch):
+    # Given following a run is interrupted by the user (Ctrl-C)
+    (tmp_path / "train.py").write_text("print(1)\n")
+
+    def interrupted(self, run_id, on_event, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Client, "follow", interrupted)
+
+    result = CliRunner().invoke(app, ["submit", "train.py", "--wait"])
+
+    # Then the CLI says the run goes on and how to find it again; the execution still runs
+    assert result.exit_code == 130
+    run_id = result.output.split("started run ")[1].split()[0]
+    assert f"stopped following; run {run_id} goes on" in result.output
+    assert "Traceback" not in result.output
+    described = cloud.client("stepfunctions").describe_execution(
+        executionArn=Client(stack_name=STACK_NAME).outputs.execution_arn(run_id)
+    )
+    assert described["status"] == "RUNNING"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lambdas.models.run_record import Attempt, AttemptCost, RunCost, RunRecord
-from runctl.client.costs import cost_label, cost_of
+from runctl.client.costs import cost_label, cost_of, format_usd
 from runctl.client.formatting import finish_line, format_duration
 
 
@@ -90,3 +90,11 @@ def test_a_live_run_costs_so_far_from_static_prices():
 
 def test_a_run_that_never_launched_has_no_cost():
     assert cost_of(_record(status="FAILED")) is None
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"),
+    [(0, "$0.00"), (0.84, "$0.84"), (12.5, "$12.50"), (0.004, "$0.004"), (0.0002, "<$0.001")],
+)
+def test_small_costs_are_not_shown_as_nothing(usd, text):
+    assert format_usd(usd) == text
