@@ -22,7 +22,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 ## Run examples/train_tiny.py through the real state machine, locally (emulated AWS).
 demo: $(STAMP)
-	$(VENV)/bin/runctl local run examples/train_tiny.py --hp lr=0.05 --hp steps=60 --experiment demo
+	$(VENV)/bin/runctl local run examples/train_tiny.py --hp lr=0.05 --hp steps=200 --experiment demo --interrupt-after 8
 
 ## Every test: unit, integration (moto), infra (CDK synth, cdk-nag, cfn-lint), e2e in local mode.
 test: $(STAMP)
