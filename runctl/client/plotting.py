@@ -20,6 +20,8 @@ from runctl.errors import PlotError
 FORMATS = {".png": "png", ".svg": "svg", ".html": "html", ".htm": "html"}
 _COLUMNS = 3
 _PANEL_INCHES = (5.0, 3.4)
+_LEGEND_INCHES_PER_CHAR = 0.085  # at the default 10 pt legend font
+_LEGEND_LINE_INCHES = 0.25
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,15 @@ def _draw(
 
     columns = min(_COLUMNS, len(metrics))
     rows = math.ceil(len(metrics) / columns)
+    names = [labels.get(run.run_id, run.run_id) for run in series]
+    # The legend (one run a line, above the panels) must fit: widen the figure for long labels.
+    legend_inches = max(len(name) for name in names) * _LEGEND_INCHES_PER_CHAR + 1.0
     figure = Figure(
-        figsize=(_PANEL_INCHES[0] * columns, _PANEL_INCHES[1] * rows + 0.6), layout="constrained"
+        figsize=(
+            max(_PANEL_INCHES[0] * columns, legend_inches),
+            _PANEL_INCHES[1] * rows + _LEGEND_LINE_INCHES * len(names),
+        ),
+        layout="constrained",
     )
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
@@ -111,9 +120,8 @@ def _draw(
     # One legend for the figure: every run once, even one missing from the first panel.
     figure.legend(
         [Line2D([], [], color=colors[run.run_id]) for run in series],
-        [labels.get(run.run_id, run.run_id) for run in series],
+        names,
         loc="outside upper center",
-        ncols=min(2, len(series)),
     )
     return figure, colors, curves
 
