@@ -13,8 +13,13 @@ from stacks.config import RunctlConfig
 from stacks.instance_events import InstanceEvents
 from stacks.orchestration import Orchestration
 from stacks.pipelines import Pipelines
-from stacks.step_permissions import ClientFunctionPermissions, EventHandlerPermissions
+from stacks.step_permissions import (
+    ClientFunctionPermissions,
+    EventHandlerPermissions,
+    StepPermissions,
+)
 from stacks.storage import Storage
+from stacks.sweeps import SweepPermissions, Sweeps
 
 
 class RunctlStack(Stack):
@@ -93,6 +98,27 @@ class RunctlStack(Stack):
             else None
         )
 
+        # Hyperparameter sweeps (issue #5): the Sweep state machine, and StopSweep to cancel one.
+        self.sweeps = Sweeps(
+            self,
+            "Sweeps",
+            orchestration=self.orchestration,
+            permissions=SweepPermissions(
+                bucket=self.storage.bucket,
+                runs_table=self.storage.runs_table,
+                compute=self.compute,
+                train_run=self.orchestration.state_machine,
+                run_validation=StepPermissions(
+                    bucket=self.storage.bucket,
+                    runs_table=self.storage.runs_table,
+                    compute=self.compute,
+                    subnet_ids=config.subnet_ids,
+                    data_buckets=config.data_buckets,
+                ),
+            ),
+            train_run=self.orchestration.state_machine,
+        )
+
         # Stable ids: the client and tests find resources by these names.
         outputs = {
             "StateMachineArn": self.orchestration.state_machine.state_machine_arn,
@@ -101,6 +127,8 @@ class RunctlStack(Stack):
             "LogGroupName": self.storage.run_log_group.log_group_name,
             "InstanceRoleArn": self.compute.instance_role.role_arn,
             "StopRunFunctionName": self.client_functions.functions["StopRun"].function_name,
+            "SweepStateMachineArn": self.sweeps.state_machine.state_machine_arn,
+            "StopSweepFunctionName": self.sweeps.functions["StopSweep"].function_name,
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)
