@@ -13,10 +13,7 @@ from runctl.cli_options import run_options
 from runctl.client.client import RunState
 from runctl.client.reading import RunReader
 from runctl.client.store import AwsRunStore
-from runctl.local.deploy import LocalSettings
-from runctl.local.faults import Fault
 from runctl.local.history import LocalHistory
-from runctl.local.session import LocalSession
 from runctl.packaging import package_directory
 from runctl.render import FollowDisplay, console, print_outcome, print_state
 from runctl.run_request import RunRequest, plan_run
@@ -76,6 +73,11 @@ def run(
 
     Takes the same flags as `runctl submit`: change `local run` to `submit` to go to the cloud.
     """
+    # The emulator (moto) takes a second to import: only `local run` pays for it.
+    from runctl.local.deploy import LocalSettings
+    from runctl.local.faults import Fault
+    from runctl.local.session import LocalSession
+
     plan = plan_run(request)  # fail fast, before starting the emulator
     work_dir = _local(ctx).work_dir
     package = package_directory(plan.project_root)
