@@ -15,6 +15,7 @@ from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.sweep_spec import SweepPlan, SweepRun
 from lambdas.models.sweep_summary import (
     CaughtError,
+    ItemOutcome,
     SweepCounts,
     SweepDigest,
     SweepRunResult,
@@ -55,8 +56,10 @@ def summarize_sweep(
 ) -> SweepDigest:
     """Write sweeps/<id>/summary.json and return its digest (the sweep's output)."""
     metric = _metric(state.objective)
+    outcomes = {item.run_id: item for item in state.outcomes}
     results = [
-        run_result(run, table.get(run.run_id), describe_execution, metric) for run in state.runs
+        run_result(run, table.get(run.run_id), describe_execution, metric, outcomes.get(run.run_id))
+        for run in state.runs
     ]
     summary = build_summary(state, results, files.stop(state.sweep_id), state.map_error, now)
     uri = files.put_summary(summary)
@@ -77,8 +80,10 @@ def run_result(
     record: RunRecord | None,
     describe_execution: DescribeExecution,
     metric: str | None,
+    item: ItemOutcome | None = None,
 ) -> SweepRunResult:
-    """The run's line: the record says how it ended; without a final record, its execution."""
+    """The run's line: the record says how it ended; without a final record, its execution;
+    without an execution, its Map item (its start failed, or the sweep skipped it)."""
     if record is not None and record.status in FINAL_STATUSES:
         return SweepRunResult(
             index=run.index,
@@ -93,16 +98,17 @@ def run_result(
             duration_seconds=record.duration_seconds,
         )
     execution = describe_execution(run.run_id)
-    if execution is None:
-        status = SweepRunStatus.SKIPPED
-    else:
+    error = None
+    if execution is not None:
         status = _FROM_EXECUTION.get(str(execution.get("status")), SweepRunStatus.FAILED)
+        error = _execution_error(execution) if status is SweepRunStatus.FAILED else None
+    elif item is not None and item.outcome == "not-succeeded":
+        status = SweepRunStatus.FAILED
+        error = f"({item.error}): its TrainRun execution could not be started"
+    else:
+        status = SweepRunStatus.SKIPPED
     return SweepRunResult(
-        index=run.index,
-        run_id=run.run_id,
-        swept=run.swept,
-        status=status,
-        error=_execution_error(execution) if status is SweepRunStatus.FAILED else None,
+        index=run.index, run_id=run.run_id, swept=run.swept, status=status, error=error
     )
 
 
@@ -226,9 +232,7 @@ def _record_error(record: RunRecord) -> str | None:
     return f"({reason}{exit_code}){detail}"[:_ERROR_CHARACTERS]
 
 
-def _execution_error(execution: dict[str, Any] | None) -> str | None:
-    if execution is None:
-        return None
+def _execution_error(execution: dict[str, Any]) -> str:
     error, cause = execution.get("error"), execution.get("cause")
     return f"({error}): {cause}"[:_ERROR_CHARACTERS] if cause else f"({error})"
 

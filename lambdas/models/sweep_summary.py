@@ -151,10 +151,19 @@ class CaughtError(_Payload):
     Cause: str | None = None
 
 
-class SweepState(SweepPlan):
-    """The Sweep's state object when it reaches SummarizeSweep: the plan, and what the Map
-    state's Catch caught if the Map itself failed."""
+class ItemOutcome(_Payload):
+    """What one Map item ended with (its last Pass state)."""
 
+    run_id: str
+    outcome: Literal["succeeded", "not-succeeded", "skipped"]
+    error: str | None = Field(default=None, description="the caught error's name")
+
+
+class SweepState(SweepPlan):
+    """The Sweep's state object when it reaches SummarizeSweep: the plan, each item's outcome
+    (absent when the Map itself failed), and what the Map state's Catch caught then."""
+
+    outcomes: list[ItemOutcome] = Field(default_factory=list)
     map_error: CaughtError | None = None
 
 

@@ -13,6 +13,7 @@ from lambdas.models.run_record import RunRecord
 from lambdas.models.sweep_spec import SweepPlan, SweepRun
 from lambdas.models.sweep_summary import (
     CaughtError,
+    ItemOutcome,
     SweepRunResult,
     SweepRunStatus,
     SweepStop,
@@ -111,6 +112,25 @@ def test_without_a_record_the_execution_tells(execution, status):
     line = run_result(RUN, None, lambda run_id: execution, "loss")
 
     assert line.status is status
+
+
+def test_a_run_whose_start_failed_is_failed_with_the_error_its_item_caught():
+    item = ItemOutcome(
+        run_id=RUN.run_id, outcome="not-succeeded", error="StepFunctions.AccessDeniedException"
+    )
+
+    line = run_result(RUN, None, never_started, "loss", item)
+
+    assert line.status is SweepRunStatus.FAILED
+    assert line.error == (
+        "(StepFunctions.AccessDeniedException): its TrainRun execution could not be started"
+    )
+
+
+def test_a_run_its_item_skipped_is_skipped():
+    item = ItemOutcome(run_id=RUN.run_id, outcome="skipped")
+
+    assert run_result(RUN, None, never_started, "loss", item).status is SweepRunStatus.SKIPPED
 
 
 def test_a_live_record_whose_execution_was_stopped_by_hand_counts_as_cancelled():
