@@ -1,5 +1,5 @@
 """`runctl sweep` as functions: parse the sweep options into a SweepSpec over a base RunSpec,
-check it as ExpandSweep will, and show a sweep's summary as a table.
+check it as ExpandSweep will, start it, wait for it, cancel it, and show its summary as a table.
 
     spec = build_sweep_spec(
         base_spec,                                   # the RunSpec every run starts from
@@ -7,7 +7,9 @@ check it as ExpandSweep will, and show a sweep's summary as a table.
         objective="val_loss:min",
         max_parallel=2,
     )
-    checked_sweep(spec, sweep_id)                    # SpecError naming the field, or the spec
+    sweep_id = start_sweep(sfn, sweep_state_machine_arn, spec)   # checked first (SpecError)
+    outcome = wait_for_sweep(sfn, SweepFiles(s3, bucket), sweep_state_machine_arn, sweep_id)
+    console.print(sweep_summary_table(outcome.summary))
 
 `--random N` samples N runs: from the `--sample` space when given (combined with every grid
 point), otherwise from the grid's values instead of crossing them (N distinct combinations).
@@ -15,8 +17,11 @@ point), otherwise from the grid's values instead of crossing them (N distinct co
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +29,14 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from lambdas.errors import SweepSpecInvalid
+from lambdas.integrations.sweep_files import SweepFiles
 from lambdas.logic.sweeps import describe_problems, plan_sweep
 from lambdas.models.run_spec import HyperparameterValue, RunSpec
 from lambdas.models.sweep_spec import OBJECTIVE_PATTERN, SweepSpec
-from lambdas.models.sweep_summary import SweepRunStatus, SweepSummary
+from lambdas.models.sweep_summary import StopSweepOutput, SweepRunStatus, SweepSummary
 from runctl.client.costs import format_usd
 from runctl.client.formatting import format_duration, format_value
+from runctl.errors import AwsRequestFailed
 from runctl.specs import SpecError, parse_hyperparameter
 
 # --sample NAME=KIND:ARGS
@@ -143,6 +150,70 @@ def checked_sweep(spec: SweepSpec | dict[str, Any], sweep_id: str) -> SweepSpec:
     return parsed
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    sweep_id: str
+    execution_status: str  # SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    error: str | None  # Runctl.SweepFailed, Runctl.SweepCancelled, SweepSpecInvalid, ...
+    cause: str | None
+    summary: SweepSummary | None  # None when the sweep failed before it had runs
+
+
+def sweep_execution_arn(state_machine_arn: str, sweep_id: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{sweep_id}"
+
+
+def start_sweep(
+    sfn: Any, state_machine_arn: str, spec: SweepSpec | dict[str, Any], sweep_id: str | None = None
+) -> str:
+    """Check the sweep as ExpandSweep will (SpecError if wrong), then start the Sweep execution
+    named `sweep_id` (a new id when None). Returns the sweep id."""
+    sweep_id = sweep_id or new_sweep_id()
+    checked = checked_sweep(spec, sweep_id)
+    sfn.start_execution(
+        stateMachineArn=state_machine_arn,
+        name=sweep_id,
+        input=checked.model_dump_json(exclude_unset=True),
+    )
+    return sweep_id
+
+
+def wait_for_sweep(
+    sfn: Any,
+    files: SweepFiles,
+    state_machine_arn: str,
+    sweep_id: str,
+    timeout_seconds: float = 24 * 3600,
+    poll_seconds: float = 5,
+) -> SweepOutcome:
+    """Until the Sweep execution ends (TimeoutError after `timeout_seconds`); then its summary."""
+    deadline = time.monotonic() + timeout_seconds
+    arn = sweep_execution_arn(state_machine_arn, sweep_id)
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sweep {sweep_id} still running after {timeout_seconds} s")
+        time.sleep(poll_seconds)
+    return SweepOutcome(
+        sweep_id=sweep_id,
+        execution_status=described["status"],
+        error=described.get("error"),
+        cause=described.get("cause"),
+        summary=files.summary(sweep_id),
+    )
+
+
+def cancel_sweep(lambda_client: Any, function_name: str, sweep_id: str) -> StopSweepOutput:
+    """Invoke the stack's StopSweep: no more runs start, the running ones stop gracefully."""
+    response = lambda_client.invoke(
+        FunctionName=function_name, Payload=json.dumps({"sweep_id": sweep_id}).encode()
+    )
+    payload = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        detail = payload.get("errorMessage") if isinstance(payload, dict) else payload
+        raise AwsRequestFailed(f"StopSweep could not cancel {sweep_id}: {detail}")
+    return StopSweepOutput.model_validate(payload)
+
+
 def sweep_summary_table(summary: SweepSummary) -> Table:
     """Every run (its swept values, status, objective value, cost, time, why it failed), the best
     one starred; the title says how the sweep ended."""
@@ -211,11 +282,16 @@ def _value(value: Any) -> str:
 
 
 __all__ = [
+    "SweepOutcome",
     "build_sweep_spec",
+    "cancel_sweep",
     "checked_sweep",
     "new_sweep_id",
     "parse_grid",
     "parse_objective",
     "parse_sample",
+    "start_sweep",
+    "sweep_execution_arn",
     "sweep_summary_table",
+    "wait_for_sweep",
 ]

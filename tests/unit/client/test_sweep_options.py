@@ -3,6 +3,7 @@ checked before anything starts; and the summary table."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,10 @@ from lambdas.models.sweep_summary import (
     SweepSummary,
     SweepVerdict,
 )
-from runctl.errors import SpecError
+from runctl.errors import AwsRequestFailed, SpecError
 from runctl.sweeps import (
     build_sweep_spec,
+    cancel_sweep,
     checked_sweep,
     new_sweep_id,
     parse_grid,
@@ -180,3 +182,14 @@ def test_summary_table_lists_every_run_and_stars_the_best():
     assert "exit code 3" in text
     assert "1m15s" in text and "$0.50" in text
     assert "* best by loss:min: sw-r001; total cost $0.50" in text
+
+
+class _FailingLambda:
+    def invoke(self, **request: Any) -> dict[str, Any]:
+        body = b'{"errorType": "SweepNotFound", "errorMessage": "no sweep \'nope\'"}'
+        return {"FunctionError": "Unhandled", "Payload": io.BytesIO(body)}
+
+
+def test_cancelling_an_unknown_sweep_says_what_stop_sweep_said():
+    with pytest.raises(AwsRequestFailed, match="StopSweep could not cancel nope: no sweep 'nope'"):
+        cancel_sweep(_FailingLambda(), "runctl-StopSweep", "nope")
