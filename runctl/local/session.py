@@ -101,6 +101,15 @@ class LocalSession:
         cloudformation = boto3.session.Session(region_name=REGION).client("cloudformation")
         publish_stack_outputs(self.stack, stack_name, cloudformation)
 
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """Ask for a graceful stop, as `runctl stop` does: StopRun's answer, or its error."""
+        response = self.lambda_client.invoke(
+            FunctionName=self.stack.function_arns["StopRun"],
+            Payload=json.dumps({"run_id": run_id}).encode(),
+        )
+        answer: dict[str, Any] = json.loads(response["Payload"].read())
+        return answer
+
     def run_instance_ids(self, run_id: str) -> set[str]:
         """Every instance ever launched for the run, in any state."""
         reservations = self.ec2.describe_instances(

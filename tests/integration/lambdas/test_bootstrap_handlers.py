@@ -16,14 +16,15 @@ INSTANCE = {
     "instance_type": "g5.xlarge",
     "availability_zone": "us-east-1a",
     "market": "spot",
-    "launched_at": datetime.now(UTC).isoformat(),  # a fresh boot: polled at the base rate
     "ready_deadline": 0,
 }
 
 
 @pytest.fixture
 def step(run_context) -> dict:
-    return {"run": run_context, "instance": INSTANCE}
+    # Launched just now: a fresh boot is polled at the base rate.
+    instance = {**INSTANCE, "launched_at": datetime.now(UTC).isoformat()}
+    return {"run": run_context, "instance": instance}
 
 
 @pytest.fixture
