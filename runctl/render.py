@@ -202,8 +202,9 @@ def details_view(details: RunDetails) -> Group:
     spec = record.spec
     source = spec.get("source")
     overview = Table.grid(padding=(0, 2))
-    overview.add_column(style="bold")
-    overview.add_column()
+    overview.add_column(style="bold", no_wrap=True)
+    # Fold, never cut: a code hash or a git commit is only useful whole, whatever the width.
+    overview.add_column(overflow="fold")
     rows = [
         ("run", record.run_id),
         ("status", styled_status(record.status.value)),

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lambdas.models.run_record import Attempt, AttemptCost, MetricSummary, RunCost
+from runctl import render
 from runctl.cli import app
 from runctl.client import Client, RunNotFound, RunRequest
 from runctl.client.plotting import curve_id
@@ -99,7 +100,9 @@ def test_runs_list_shows_newest_first_and_filters(two_runs):
     assert re.findall(r"run-[abc]", failed.output) == ["run-c"]
 
 
-def test_compare_puts_the_differing_hyperparameters_metrics_and_cost_side_by_side(two_runs):
+def test_compare_puts_the_differing_hyperparameters_metrics_and_cost_side_by_side(
+    two_runs, wide_console
+):
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["runs", "compare", "run-a", "run-b"])
 
     assert result.exit_code == 0, result.output
@@ -137,7 +140,17 @@ def test_metrics_merge_attempts_with_the_resumed_points_winning(two_runs):
     assert series.curves["loss"] == [(1.0, 1.0), (2.0, 0.5), (3.0, 0.2), (4.0, 0.15)]
 
 
-def test_show_tells_the_experiment_record_attempts_and_cost(two_runs):
+@pytest.fixture
+def wide_console():
+    """The CLI's console is made once per process, so COLUMNS set later may not reach it: give it
+    a wide terminal for this test and put its own width back after."""
+    saved = render.console._width
+    render.console.width = 200
+    yield
+    render.console._width = saved
+
+
+def test_show_tells_the_experiment_record_attempts_and_cost(two_runs, wide_console):
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["runs", "show", "run-a"])
 
     assert result.exit_code == 0, result.output
