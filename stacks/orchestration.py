@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -187,62 +187,84 @@ class Orchestration(Construct):
     # --- the state machine ---------------------------------------------------------------------
 
     def _train_run_state_machine(self) -> sfn.StateMachine:
-        stack = self._stack
-        role = iam.Role(
-            self,
-            "TrainRunRole",
-            assumed_by=iam.ServicePrincipal(
-                "states.amazonaws.com",
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="states",
-                            resource="stateMachine",
-                            resource_name="*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    },
+        role = state_machine_role(self, "TrainRun", self.functions.values())
+        return logged_state_machine(
+            self, "TrainRun", TRAIN_RUN_ASL, self.definition_substitutions, role
+        )
+
+
+def state_machine_role(
+    scope: Construct, name: str, step_functions: Iterable[lambda_.Function]
+) -> iam.Role:
+    """`<name>Role`: assumable by Step Functions for this account's state machines only, and
+    allowed to invoke the given step functions."""
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        f"{name}Role",
+        assumed_by=iam.ServicePrincipal(
+            "states.amazonaws.com",
+            conditions={
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {
+                    "aws:SourceArn": stack.format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
                 },
-            ),
-            description="runctl TrainRun state machine",
-        )
-        for function in self.functions.values():
-            function.grant_invoke(role)
-        # /aws/vendedlogs/ keeps CloudWatch's resource policy small however many machines log.
-        log_group = logs.LogGroup(
-            self,
-            "TrainRunLogs",
-            log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-TrainRun",
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        state_machine = sfn.StateMachine(
-            self,
-            "TrainRun",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_file(str(TRAIN_RUN_ASL)),
-            definition_substitutions=self.definition_substitutions,
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
-            ),
-            tracing_enabled=True,
-            role=role,
-        )
-        for function in self.functions.values():
-            acknowledge_resource_wildcard(
-                role,
-                f"{function.function_arn}:*",
-                "grant_invoke adds '<function arn>:*' for the versions and aliases of this step "
-                "function only",
-            )
+            },
+        ),
+        description=f"runctl {name} state machine",
+    )
+    for function in step_functions:
+        function.grant_invoke(role)
         acknowledge_resource_wildcard(
             role,
-            "*",
-            "CloudWatch Logs delivery (logs:*LogDelivery*, DescribeLogGroups, ...) and X-Ray "
-            "actions that CDK adds for logging and tracing " + NO_RESOURCE_SCOPE,
+            f"{function.function_arn}:*",
+            "grant_invoke adds '<function arn>:*' for the versions and aliases of this step "
+            "function only",
         )
-        return state_machine
+    return role
+
+
+def logged_state_machine(
+    scope: Construct,
+    name: str,
+    asl_file: Path,
+    substitutions: Mapping[str, str],
+    role: iam.Role,
+) -> sfn.StateMachine:
+    """A STANDARD state machine `<name>` from an ASL file, logging everything to its own
+    `<name>Logs` group and traced with X-Ray."""
+    # /aws/vendedlogs/ keeps CloudWatch's resource policy small however many machines log.
+    log_group = logs.LogGroup(
+        scope,
+        f"{name}Logs",
+        log_group_name=f"/aws/vendedlogs/states/{Stack.of(scope).stack_name}-{name}",
+        retention=logs.RetentionDays.THREE_MONTHS,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    state_machine = sfn.StateMachine(
+        scope,
+        name,
+        state_machine_type=sfn.StateMachineType.STANDARD,
+        definition_body=sfn.DefinitionBody.from_file(str(asl_file)),
+        definition_substitutions=dict(substitutions),
+        logs=sfn.LogOptions(
+            destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+        ),
+        tracing_enabled=True,
+        role=role,
+    )
+    acknowledge_resource_wildcard(
+        role,
+        "*",
+        "CloudWatch Logs delivery (logs:*LogDelivery*, DescribeLogGroups, ...) and X-Ray "
+        "actions that CDK adds for logging and tracing " + NO_RESOURCE_SCOPE,
+    )
+    return state_machine
 
 
 def lambda_environment(**values: str) -> dict[str, str]:

@@ -117,14 +117,12 @@ class FunctionPermissions:
             [self._bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
             wildcard_reason=f"reads {what}, a key made per run and attempt",
         )
+        self._tell_missing_from_denied(function)
+
+    def _tell_missing_from_denied(self, function: lambda_.Function) -> None:
         # S3 answers GetObject/HeadObject on a missing key with 403 unless the caller may list
         # the bucket; the handlers treat 404 as "not written (yet)" and re-raise anything else.
-        self._allow(
-            function,
-            "TellMissingFromDenied",
-            ["s3:ListBucket"],
-            [self._bucket.bucket_arn],
-        )
+        self._allow(function, "TellMissingFromDenied", ["s3:ListBucket"], [self._bucket.bucket_arn])
 
     def _send_command(self, function: lambda_.Function) -> None:
         self._allow(

@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -23,8 +22,13 @@ from constructs import Construct
 from lambdas.constants import SWEEPS_PREFIX
 from lambdas.functions import STOP_SWEEP, SWEEP_STEPS, TRAIN_RUN_ARN_PLACEHOLDER
 from stacks.compute import Compute
-from stacks.nag_acknowledgements import NO_RESOURCE_SCOPE, acknowledge_resource_wildcard
-from stacks.orchestration import DEFAULT_TIMEOUT, Orchestration
+from stacks.nag_acknowledgements import acknowledge_resource_wildcard
+from stacks.orchestration import (
+    DEFAULT_TIMEOUT,
+    Orchestration,
+    logged_state_machine,
+    state_machine_role,
+)
 from stacks.step_permissions import FunctionPermissions, StepPermissions
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -104,8 +108,8 @@ class SweepPermissions(FunctionPermissions):
             [self._bucket.arn_for_objects(f"{SWEEPS_PREFIX}*")],
             wildcard_reason="reads sweeps/<sweep_id>/{plan,stop}.json, keys made per sweep",
         )
-        # A missing stop.json must read as 404 (not stopped), which needs ListBucket.
-        self._allow(function, "TellMissingFromDenied", ["s3:ListBucket"], [self._bucket.bucket_arn])
+        # A missing stop.json must read as 404 (not stopped).
+        self._tell_missing_from_denied(function)
 
     def _write_sweep_files(self, function: lambda_.Function, name: str) -> None:
         self._allow(
@@ -150,34 +154,9 @@ class Sweeps(Construct):
 
     def _sweep_state_machine(self, permissions: SweepPermissions) -> sfn.StateMachine:
         stack = self._stack
-        role = iam.Role(
-            self,
-            "SweepRole",
-            assumed_by=iam.ServicePrincipal(
-                "states.amazonaws.com",
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="states",
-                            resource="stateMachine",
-                            resource_name="*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    },
-                },
-            ),
-            description="runctl Sweep state machine",
+        role = state_machine_role(
+            self, "Sweep", [self.functions[step.name] for step in SWEEP_STEPS]
         )
-        for step in SWEEP_STEPS:
-            function = self.functions[step.name]
-            function.grant_invoke(role)
-            acknowledge_resource_wildcard(
-                role,
-                f"{function.function_arn}:*",
-                "grant_invoke adds '<function arn>:*' for the versions and aliases of this step "
-                "function only",
-            )
         train_run_arn = self.definition_substitutions[TRAIN_RUN_ARN_PLACEHOLDER]
         role.add_to_policy(
             iam.PolicyStatement(
@@ -209,30 +188,4 @@ class Sweeps(Construct):
                 ],
             )
         )
-        # /aws/vendedlogs/ keeps CloudWatch's resource policy small however many machines log.
-        log_group = logs.LogGroup(
-            self,
-            "SweepLogs",
-            log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-Sweep",
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        state_machine = sfn.StateMachine(
-            self,
-            "Sweep",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_file(str(SWEEP_ASL)),
-            definition_substitutions=self.definition_substitutions,
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
-            ),
-            tracing_enabled=True,
-            role=role,
-        )
-        acknowledge_resource_wildcard(
-            role,
-            "*",
-            "CloudWatch Logs delivery (logs:*LogDelivery*, DescribeLogGroups, ...) and X-Ray "
-            "actions that CDK adds for logging and tracing " + NO_RESOURCE_SCOPE,
-        )
-        return state_machine
+        return logged_state_machine(self, "Sweep", SWEEP_ASL, self.definition_substitutions, role)
