@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lambdas.models.run_record import RunRecord
 from runctl.local.deploy import LocalSettings
 from runctl.local.session import LocalSession, RunEvent, RunOutcome
 from runctl.packaging import package_directory
@@ -62,3 +64,24 @@ class ScriptRunner:
 @pytest.fixture
 def runner(local_session: LocalSession, tmp_path: Path) -> ScriptRunner:
     return ScriptRunner(local_session, tmp_path)
+
+
+RecordWaiter = Callable[[LocalSession, str, Callable[[RunRecord], bool]], RunRecord]
+
+
+@pytest.fixture
+def wait_for_record() -> RecordWaiter:
+    """Polls a run's record until `condition` holds (a deadline, not a sleep, synchronises)."""
+
+    def wait(
+        session: LocalSession, run_id: str, condition: Callable[[RunRecord], bool]
+    ) -> RunRecord:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            record = session.table.get(run_id)
+            if record is not None and condition(record):
+                return record
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} never reached the expected state")
+
+    return wait

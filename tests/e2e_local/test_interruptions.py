@@ -5,14 +5,13 @@ instance running."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lambdas.constants import attempt_prefix, handoff_key, log_stream_name
-from lambdas.models.run_record import EndReason, RunRecord, RunStatus
+from lambdas.models.run_record import EndReason, RunStatus
 from runctl.local.deploy import LocalSettings
 from runctl.local.faults import Fault, ec2_event
 from runctl.local.session import LocalSession, RunOutcome
@@ -132,18 +131,6 @@ def faults(fault_session: LocalSession, tmp_path: Path) -> FaultRun:
     return FaultRun(fault_session, tmp_path)
 
 
-def _wait_until(
-    session: LocalSession, run_id: str, condition: Callable[[RunRecord], bool]
-) -> RunRecord:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        record = session.table.get(run_id)
-        if record is not None and condition(record):
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} never reached the expected state")
-
-
 def _reasons(outcome: RunOutcome) -> list[str | None]:
     attempts = outcome.record.attempts
     return [attempts[str(n)].end_reason for n in sorted(map(int, attempts))]
@@ -242,10 +229,10 @@ def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
     faults.assert_no_instance_left(outcome.run_id)
 
 
-def test_duplicate_warning_resumes_once(faults, fault_session):
+def test_duplicate_warning_resumes_once(faults, fault_session, wait_for_record):
     # Given a warning that EventBridge delivers twice (and the IMDS notice as well)
     run_id = faults.start([Fault("interrupt", 0, when_upload=AT_STEP_30)])
-    record = _wait_until(fault_session, run_id, lambda r: r.attempt == 2)
+    record = wait_for_record(fault_session, run_id, lambda r: r.attempt == 2)
     old = record.attempts["1"].instance_id
     event = ec2_event(
         "EC2 Spot Instance Interruption Warning", old, {"instance-action": "terminate"}

@@ -4,14 +4,11 @@ instance is left; a run stopped before training never trains."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import pytest
 
 from lambdas.constants import checkpoint_manifest_key, outputs_prefix
-from lambdas.models.run_record import EndReason, RunRecord, RunStatus
-from runctl.local.session import LocalSession
+from lambdas.models.run_record import EndReason, RunStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
 
@@ -39,22 +36,10 @@ while step < 100000:
 """
 
 
-def _wait_for(
-    session: LocalSession, run_id: str, condition: Callable[[RunRecord], bool]
-) -> RunRecord:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        record = session.table.get(run_id)
-        if record is not None and condition(record):
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} never reached the expected state")
-
-
-def test_stopping_a_training_run_checkpoints_uploads_and_cancels(runner):
+def test_stopping_a_training_run_checkpoints_uploads_and_cancels(runner, wait_for_record):
     session = runner.session
     run_id = session.start(runner.spec(LONG_SCRIPT))
-    _wait_for(session, run_id, lambda r: r.status is RunStatus.RUNNING and r.latest_metrics)
+    wait_for_record(session, run_id, lambda r: r.status is RunStatus.RUNNING and r.latest_metrics)
 
     answer = session.stop(run_id)
     outcome = session.wait(run_id, timeout_seconds=120)
@@ -70,10 +55,10 @@ def test_stopping_a_training_run_checkpoints_uploads_and_cancels(runner):
     assert session.live_instances() == []
 
 
-def test_stopping_before_training_never_starts_the_script(runner):
+def test_stopping_before_training_never_starts_the_script(runner, wait_for_record):
     session = runner.session
     run_id = session.start(runner.spec(LONG_SCRIPT))
-    _wait_for(session, run_id, lambda r: r.status in {RunStatus.PENDING, RunStatus.LAUNCHING})
+    wait_for_record(session, run_id, lambda r: r.status in {RunStatus.PENDING, RunStatus.LAUNCHING})
 
     answer = session.stop(run_id)
     outcome = session.wait(run_id, timeout_seconds=120)

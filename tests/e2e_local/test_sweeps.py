@@ -5,8 +5,6 @@ or stop the rest gracefully; a cancelled sweep leaves no instance."""
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,18 +68,6 @@ def most_at_once(intervals: list[tuple]) -> int:
         running += change
         peak = max(peak, running)
     return peak
-
-
-def wait_for_run(
-    session: LocalSession, run_id: str, condition: Callable[[RunRecord], bool]
-) -> RunRecord:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        record = session.table.get(run_id)
-        if record is not None and condition(record):
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} never reached the expected state")
 
 
 def test_a_3x3_grid_runs_9_runs_2_at_a_time_and_names_the_best(local_session, sweeps, tiny_code):
@@ -184,13 +170,15 @@ def test_stop_on_failure_stops_the_running_run_skips_the_rest_and_leaves_no_inst
 
 
 def test_cancelling_a_sweep_stops_its_run_gracefully_and_leaves_no_instance(
-    local_session, sweeps, tiny_code
+    local_session, sweeps, tiny_code, wait_for_record
 ):
     # Given a sweep of 3 long runs, one at a time, whose first run is training
     spec = {"base_spec": base_spec(tiny_code, LONG), "grid": {"lr": [0.05, 0.01, 0.02]}}
     sweep_id = sweeps.start({**spec, "max_parallel": 1})
     first = child_run_id(sweep_id, 0)
-    wait_for_run(local_session, first, lambda r: r.status is RunStatus.RUNNING and r.latest_metrics)
+    wait_for_record(
+        local_session, first, lambda r: r.status is RunStatus.RUNNING and r.latest_metrics
+    )
 
     # When the sweep is cancelled
     answer = sweeps.cancel(sweep_id)
