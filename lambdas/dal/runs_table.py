@@ -67,21 +67,36 @@ class RunsTable:
         return RunRecord.model_validate(_from_dynamo(item)) if item else None
 
     def live_runs(self) -> list[RunRecord]:
-        """Every run not yet final. A filtered Scan reads the whole table: fine at the scale of
-        one team's runs; a status index would be the next step if the table grew large."""
+        """Every run not yet final."""
         values = {f":f{index}": _to_dynamo(value) for index, value in enumerate(_FINAL)}
         final_list = ", ".join(values)
-        paginator = self.client.get_paginator("scan")
-        found: list[RunRecord] = []
-        for page in paginator.paginate(
-            TableName=self.table_name,
-            FilterExpression=f"NOT #status IN ({final_list})",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=values,
-            ConsistentRead=True,
-        ):
-            found.extend(RunRecord.model_validate(_from_dynamo(item)) for item in page["Items"])
-        return found
+        return self.scan(
+            f"NOT #status IN ({final_list})", {"#status": "status"}, values, consistent=True
+        )
+
+    def scan(
+        self,
+        filter_expression: str | None = None,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+        *,
+        consistent: bool = False,
+    ) -> list[RunRecord]:
+        """The runs a filter keeps (every run without one). A filtered Scan reads the whole
+        table: fine at the scale of one team's runs; an index would be the next step if the
+        table grew large."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        return [
+            RunRecord.model_validate(_from_dynamo(item))
+            for page in self.client.get_paginator("scan").paginate(**kwargs)
+            for item in page["Items"]
+        ]
 
     def create(self, run: RunContext, now: str) -> RunRecord:
         """Record a new PENDING run; a retry by the same execution is a no-op."""

@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from lambdas.constants import attempt_prefix
@@ -52,8 +50,10 @@ class AwsRunStore:
     def list_runs(
         self, experiment: str | None = None, status: RunStatus | None = None
     ) -> list[RunRecord]:
-        """Newest first. A Scan with a filter: fine for one team's runs (see RunsTable)."""
-        filters, names, values = [], {}, {}
+        """Newest first."""
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
         if experiment is not None:
             filters.append("experiment = :experiment")
             values[":experiment"] = {"S": experiment}
@@ -61,17 +61,7 @@ class AwsRunStore:
             filters.append("#status = :status")
             names["#status"] = "status"
             values[":status"] = {"S": status.value}
-        kwargs: dict[str, Any] = {"TableName": self.table.table_name}
-        if filters:
-            kwargs["FilterExpression"] = " AND ".join(filters)
-            kwargs["ExpressionAttributeValues"] = values
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        records = [
-            RunRecord.model_validate(_item_to_dict(item))
-            for page in self.table.client.get_paginator("scan").paginate(**kwargs)
-            for item in page["Items"]
-        ]
+        records = self.table.scan(" AND ".join(filters), names, values)
         return sorted(records, key=lambda record: record.created_at, reverse=True)
 
     def metric_rows(self, record: RunRecord) -> list[list[dict[str, Any]]]:
@@ -85,21 +75,3 @@ class AwsRunStore:
                 return []  # this attempt ended before its agent uploaded any metric
             raise
         return parse_metric_lines(body.read().decode("utf-8", errors="replace"))
-
-
-_deserializer = TypeDeserializer()
-
-
-def _item_to_dict(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal: whole ones become int, others float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
