@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
 from types import SimpleNamespace
 
@@ -90,14 +91,17 @@ def test_instance_runs_shell_commands_in_its_home_with_its_imds(tmp_path):
 
 def test_terminating_an_instance_kills_its_detached_processes(tmp_path):
     # Given a process started detached (setsid, like the agent) on a local instance
+    # (an id of its own: processes are found by it, and a leftover of another run must not count)
+    instance_id = f"i-{uuid.uuid4().hex[:17]}"
     instance = LocalInstance(
-        "i-2", "g5.xlarge", "us-east-1a", tmp_path / "i-2", {"PATH": "/usr/bin:/bin"}, 0
+        instance_id, "g5.xlarge", "us-east-1a", tmp_path / "i", {"PATH": "/usr/bin:/bin"}, 0
     )
-    instance.run_shell(["setsid nohup sleep 300 >/dev/null 2>&1 </dev/null &"], 30)
-    assert len(instance.processes()) == 1
-
-    # When the instance is terminated
-    instance.terminate()
+    try:
+        instance.run_shell(["setsid nohup sleep 300 >/dev/null 2>&1 </dev/null &"], 30)
+        assert len(instance.processes()) == 1
+    finally:
+        # When the instance is terminated (also when the check above failed: nothing leaks)
+        instance.terminate()
 
     # Then nothing of it is left running, and further commands fail
     assert instance.processes() == []
