@@ -336,13 +336,7 @@ class AttemptRunner:
                 )
             )
         steps.append(("uploading logs and metrics", self._upload_copies))
-        for what, step in steps:
-            try:
-                step()
-            except Exception as error:
-                logger.exception("%s failed", what)
-                problems.append(f"{what} failed: {_describe(error)}")
-        return self._interrupted_result(notice, problems)
+        return self._interrupted_result(notice, problems + _run_each(steps))
 
     def _finish_stopped(self, problems: list[str]) -> AgentResult:
         """The run ends here: keep everything it made (checkpoints, outputs, logs, metrics)."""
@@ -426,13 +420,7 @@ class AttemptRunner:
             ),
             ("uploading logs and metrics", self._upload_copies),
         ]
-        problems = []
-        for what, step in steps:
-            try:
-                step()
-            except Exception as error:
-                logger.exception("%s failed", what)
-                problems.append(f"{what} failed: {_describe(error)}")
+        problems = _run_each(steps)
         self._push_metrics()
         return problems
 
@@ -548,6 +536,18 @@ class AttemptRunner:
                 logger.info("task failed with %s on the second try", ERROR_INTERRUPTED)
         except Exception:
             logger.exception("cannot end the task token")
+
+
+def _run_each(steps: list[tuple[str, Callable[[], object]]]) -> list[str]:
+    """Run every step even if one before it failed; what failed, one line each."""
+    problems = []
+    for what, step in steps:
+        try:
+            step()
+        except Exception as error:
+            logger.exception("%s failed", what)
+            problems.append(f"{what} failed: {_describe(error)}")
+    return problems
 
 
 def _describe(error: BaseException) -> str:
