@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import textwrap
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from lambdas.models.run_record import RunRecord
+from runctl.cli import app
 from runctl.local.deploy import LocalSettings
 from runctl.local.session import LocalSession, RunEvent, RunOutcome
 from runctl.packaging import package_directory
@@ -85,3 +88,14 @@ def wait_for_record() -> RecordWaiter:
         raise AssertionError(f"run {run_id} never reached the expected state")
 
     return wait
+
+
+def invoke_cli(*args: str) -> str:
+    """`runctl ARGS` as a user types it, on a wide terminal; its output, or the failure with its
+    traceback."""
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    assert result.exit_code == 0, (
+        result.output,
+        "".join(traceback.format_exception(result.exception)) if result.exception else "",
+    )
+    return result.output

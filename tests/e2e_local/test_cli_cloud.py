@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from runctl.cli import app
 from runctl.client import Client
 from runctl.client.plotting import curve_id
 from runctl.local.session import LocalSession
+from tests.e2e_local.conftest import invoke_cli
 
 from .conftest import E2E_SETTINGS
 
@@ -50,15 +50,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _invoke(*args: str) -> str:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
-    assert result.exit_code == 0, (
-        result.output,
-        "".join(traceback.format_exception(result.exception)) if result.exception else "",
-    )
-    return result.output
-
-
 def _run_id(output: str) -> str:
     return re.search(r"started run (run-\S+)", output)[1]  # type: ignore[index]
 
@@ -75,9 +66,9 @@ def test_submit_wait_two_runs_then_list_compare_and_plot(cloud, project, tmp_pat
     cloud.emulator.on_upload_started.append(recorder)
     try:
         # When the user submits the example twice, with two learning rates, and waits
-        first = _invoke("submit", "train_tiny.py", "--hp", "lr=0.05", *QUICK,
+        first = invoke_cli("submit", "train_tiny.py", "--hp", "lr=0.05", *QUICK,
                         "--experiment", "cli-e2e", "--wait")  # fmt: skip
-        second = _invoke("submit", "train_tiny.py", "--hp", "lr=0.2", *QUICK,
+        second = invoke_cli("submit", "train_tiny.py", "--hp", "lr=0.2", *QUICK,
                          "--experiment", "cli-e2e", "--wait")  # fmt: skip
     finally:
         cloud.emulator.on_upload_started.remove(recorder)
@@ -99,14 +90,14 @@ def test_submit_wait_two_runs_then_list_compare_and_plot(cloud, project, tmp_pat
     assert len([key for key in code_uploads if key.startswith("code/")]) == 1
 
     # When the user lists the experiment's runs
-    listed = _invoke("runs", "list", "--experiment", "cli-e2e")
+    listed = invoke_cli("runs", "list", "--experiment", "cli-e2e")
     # Then both are there, newest first, succeeded
     assert re.findall(r"run-\S+", listed) == [run_b, run_a]
     assert listed.count("SUCCEEDED") == 2
 
     # When the user compares them and plots their curves
     plot = tmp_path / "curves.png"
-    compared = _invoke("runs", "compare", run_a, run_b, "--plot", str(plot))
+    compared = invoke_cli("runs", "compare", run_a, run_b, "--plot", str(plot))
 
     # Then the learning rates differ side by side, with final metrics, duration and cost
     assert _cells(compared, "lr") == ["0.05", "0.2"]
@@ -121,7 +112,7 @@ def test_submit_wait_two_runs_then_list_compare_and_plot(cloud, project, tmp_pat
         assert close.sum() > 200, f"no {colour} curve in the plot"
     # ...and an HTML plot names every run's curve
     page = tmp_path / "curves.html"
-    _invoke("runs", "compare", run_a, run_b, "--plot", str(page))
+    invoke_cli("runs", "compare", run_a, run_b, "--plot", str(page))
     text = page.read_text()
     assert curve_id("loss", run_a) in text
     assert curve_id("loss", run_b) in text
@@ -138,12 +129,12 @@ def test_submit_wait_two_runs_then_list_compare_and_plot(cloud, project, tmp_pat
     assert details.metrics["loss"].last == Client(stack_name=STACK).metrics(run_a).last("loss")
 
     # And status, logs and runs show read the same run back
-    status = _invoke("status", run_a)
+    status = invoke_cli("status", run_a)
     assert f"{run_a} SUCCEEDED" in status
     assert re.search(r"completed in \d+s, cost <?\$", status)
-    logs = _invoke("logs", run_a)
+    logs = invoke_cli("logs", run_a)
     assert 'RUNCTL_METRIC {"step": 15' in logs
-    shown = _invoke("runs", "show", run_a)
+    shown = invoke_cli("runs", "show", run_a)
     assert "train_tiny.py" in shown
     assert "lr=0.05" in shown
     assert "completed" in _cells(shown, "1")
@@ -151,7 +142,7 @@ def test_submit_wait_two_runs_then_list_compare_and_plot(cloud, project, tmp_pat
 
 def test_logs_stream_a_live_run_and_stop_ends_it_gracefully(cloud, project):
     # Given a long run
-    run_id = _invoke("submit", "-q", "train_tiny.py", "--hp", "steps=2000",
+    run_id = invoke_cli("submit", "-q", "train_tiny.py", "--hp", "steps=2000",
                      "--hp", "step_seconds=0.05").strip()  # fmt: skip
     client = Client(stack_name=STACK)
 
@@ -161,7 +152,7 @@ def test_logs_stream_a_live_run_and_stop_ends_it_gracefully(cloud, project):
     for line in client.logs(run_id, follow=True, poll_seconds=0.5):
         streamed.append(line.message)
         if not stop_output and line.message.startswith("RUNCTL_METRIC"):
-            stop_output = _invoke("stop", run_id)
+            stop_output = invoke_cli("stop", run_id)
 
     # Then the CLI said what it did, the log stream went on to the agent's graceful end and
     # stopped by itself when the run became final
@@ -171,10 +162,10 @@ def test_logs_stream_a_live_run_and_stop_ends_it_gracefully(cloud, project):
     assert 1 <= len(metrics_seen) < 400  # it did not train to the end
     assert client.status(run_id).status == RunStatus.CANCELLED.value
     # ...the run says it was stopped, what it cost, and a second stop says it had finished
-    status = _invoke("status", run_id)
+    status = invoke_cli("status", run_id)
     assert f"{run_id} CANCELLED" in status
     assert re.search(r"stopped after \d+s, cost <?\$", status)
-    assert "already finished" in _invoke("stop", run_id)
+    assert "already finished" in invoke_cli("stop", run_id)
 
 
 def test_errors_against_the_emulated_cloud_are_one_line(cloud, project):

@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import re
 import shutil
-import traceback
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from runctl.cli import app
 from runctl.client.plotting import curve_id
+from tests.e2e_local.conftest import invoke_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _invoke(*args: str) -> str:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
-    assert result.exit_code == 0, (
-        result.output,
-        "".join(traceback.format_exception(result.exception)) if result.exception else "",
-    )
-    return result.output
 
 
 def test_local_runs_are_listed_compared_and_plotted_after_the_emulator_is_gone(
@@ -39,26 +28,26 @@ def test_local_runs_are_listed_compared_and_plotted_after_the_emulator_is_gone(
     monkeypatch.chdir(tmp_path)
 
     # When two local runs finish (each with its own emulator, gone when the command ends)
-    first = _invoke("local", "run", "train_tiny.py", "--hp", "lr=0.05")
-    second = _invoke("local", "run", "train_tiny.py", "--hp", "lr=0.3")
+    first = invoke_cli("local", "run", "train_tiny.py", "--hp", "lr=0.05")
+    second = invoke_cli("local", "run", "train_tiny.py", "--hp", "lr=0.3")
     run_a = re.search(r"started run (run-\S+)", first)[1]  # type: ignore[index]
     run_b = re.search(r"started run (run-\S+)", second)[1]  # type: ignore[index]
 
     # Then the local history lists both under the config's experiment
-    listed = _invoke("local", "runs", "list", "--experiment", "local-e2e")
+    listed = invoke_cli("local", "runs", "list", "--experiment", "local-e2e")
     assert re.findall(r"run-\S+", listed) == [run_b, run_a]
     # ...compares them, and plots both curves
     plot = tmp_path / "curves.html"
-    compared = _invoke("local", "runs", "compare", run_a, run_b, "--plot", str(plot))
+    compared = invoke_cli("local", "runs", "compare", run_a, run_b, "--plot", str(plot))
     lr_row = next(line for line in compared.splitlines() if line.startswith("lr"))
     assert lr_row.split()[1:] == ["0.05", "0.3"]
     page = plot.read_text()
     assert curve_id("loss", run_a) in page
     assert curve_id("loss", run_b) in page
     # ...and shows how one ended
-    status = _invoke("local", "status", run_a)
+    status = invoke_cli("local", "status", run_a)
     assert f"{run_a} SUCCEEDED" in status
     assert re.search(r"completed in \d+s, cost <?\$", status)
-    shown = _invoke("local", "runs", "show", run_a)
+    shown = invoke_cli("local", "runs", "show", run_a)
     assert "steps=10" in shown
     assert "lr=0.05" in shown

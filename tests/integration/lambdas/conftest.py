@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from lambdas import wiring
 from lambdas.constants import TAG_RUN_ID
-from lambdas.handlers import launch_instance
+from lambdas.handlers import finalize_run, launch_instance
 from lambdas.integrations.aws_clients import aws_client
 from lambdas.models.run_spec import RunSpec
 from lambdas.models.steps import RunContext
@@ -462,3 +462,19 @@ def interrupt_and_relaunch(
         return plan, dict(invoke(launch_instance, {"run": plan["run"]}))
 
     return run
+
+
+@pytest.fixture
+def finalize(invoke: Callable[..., Any], clock: Clock, lambda_environment: dict[str, str]):
+    """One FinalizeRun call."""
+
+    def call(event: dict[str, Any]) -> dict[str, Any]:
+        return dict(invoke(finalize_run, event))
+
+    return call
+
+
+def instance_state(aws: AwsClients, instance_id: str) -> str:
+    """The instance's EC2 state name (running, terminated, ...)."""
+    reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])
+    return str(reservations["Reservations"][0]["Instances"][0]["State"]["Name"])

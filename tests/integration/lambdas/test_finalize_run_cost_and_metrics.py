@@ -16,14 +16,6 @@ SUCCEEDED = {"outcome": "succeeded", "exit_code": 0, "final_metrics": {"loss": 0
 
 
 @pytest.fixture
-def finalize(invoke, clock, lambda_environment):
-    def call(event: dict) -> dict:
-        return dict(invoke(finalize_run, event))
-
-    return call
-
-
-@pytest.fixture
 def upload_metrics(aws, bucket):
     def put(run_id: str, attempt: int, *metrics: dict) -> None:
         body = "".join(json.dumps(metric) + "\n" for metric in metrics)

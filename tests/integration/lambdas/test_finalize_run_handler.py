@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from lambdas.constants import attempt_result_key
-from lambdas.handlers import finalize_run
+from tests.integration.lambdas.conftest import instance_state
 
 OUTPUTS_URI = "s3://runctl-test-bucket/runs/run-1/outputs/"
-
-
-@pytest.fixture
-def finalize(invoke, clock, lambda_environment):
-    def call(event: dict) -> dict:
-        return dict(invoke(finalize_run, event))
-
-    return call
-
-
-def _state(aws, instance_id: str) -> str:
-    reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])
-    return str(reservations["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
 def _lambda_cause(error_type: str, message: str) -> str:
@@ -50,7 +35,7 @@ def test_given_agent_result_when_finalized_then_instance_terminated_and_run_succ
         "cause": "",
         "outputs_uri": OUTPUTS_URI,
     }
-    assert _state(aws, launched["instance_id"]) == "terminated"
+    assert instance_state(aws, launched["instance_id"]) == "terminated"
     item = read_record("run-1")
     assert item["status"] == "SUCCEEDED"
     assert item["end_reason"] == "completed"
@@ -74,7 +59,7 @@ def test_given_no_instance_in_state_when_finalized_then_instance_is_found_by_tag
         {"run": recorded_run, "error": {"Error": "InstanceStartTimeout", "Cause": cause}}
     )
 
-    assert _state(aws, launched["instance_id"]) == "terminated"
+    assert instance_state(aws, launched["instance_id"]) == "terminated"
     assert (output["status"], output["end_reason"]) == ("FAILED", "start-timeout")
     assert output["error"] == "Runctl.StartTimeout"
     assert output["cause"] == "instance i-1 not ready before the deadline"
@@ -110,7 +95,7 @@ def test_given_script_failure_without_result_when_finalized_then_result_json_is_
     assert item["exit_code"] == 3
     assert item["stderr_tail"] == stderr
     assert item["error"] == "script exited with code 3: RuntimeError: CUDA OOM"
-    assert _state(aws, launched["instance_id"]) == "terminated"
+    assert instance_state(aws, launched["instance_id"]) == "terminated"
 
 
 def test_given_finalized_run_when_finalize_is_retried_then_record_and_output_stay_the_same(
@@ -167,7 +152,7 @@ def test_given_cancelled_run_when_finalized_then_the_final_status_is_kept(
     finalize({"run": recorded_run, "instance": launched, "error": {"Error": "States.Timeout"}})
 
     assert read_record("run-1")["status"] == "CANCELLED"
-    assert _state(aws, launched["instance_id"]) == "terminated"
+    assert instance_state(aws, launched["instance_id"]) == "terminated"
 
 
 def test_given_run_id_owned_by_other_execution_when_finalized_then_that_run_is_left_alone(
@@ -182,7 +167,7 @@ def test_given_run_id_owned_by_other_execution_when_finalized_then_that_run_is_l
 
     assert output["status"] == "FAILED"
     assert output["cause"] == "run id 'run-1' is already used by another execution"
-    assert _state(aws, launched["instance_id"]) == "running"
+    assert instance_state(aws, launched["instance_id"]) == "running"
     assert read_record("run-1") == before
 
 
@@ -204,4 +189,4 @@ def test_given_unreadable_result_json_when_finalized_then_the_run_still_ends_fai
     assert output["status"] == "FAILED"
     assert output["end_reason"] == "script-failed"
     assert read_record("run-1")["status"] == "FAILED"
-    assert _state(aws, launched["instance_id"]) == "terminated"
+    assert instance_state(aws, launched["instance_id"]) == "terminated"

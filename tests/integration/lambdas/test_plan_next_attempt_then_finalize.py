@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from lambdas.handlers import finalize_run, launch_instance, plan_next_attempt
+from lambdas.handlers import launch_instance, plan_next_attempt
+from tests.integration.lambdas.conftest import instance_state
 
 INTERRUPTED = {"Error": "Runctl.Interrupted", "Cause": json.dumps({"reason": "spot-interrupted"})}
 REBALANCE = {"Error": "Runctl.Interrupted", "Cause": json.dumps({"reason": "rebalance"})}
@@ -19,19 +20,6 @@ def plan(invoke, clock, lambda_environment):
         return dict(invoke(plan_next_attempt, {"run": run, "instance": instance, "error": error}))
 
     return call
-
-
-@pytest.fixture
-def finalize(invoke, clock, lambda_environment):
-    def call(event: dict) -> dict:
-        return dict(invoke(finalize_run, event))
-
-    return call
-
-
-def _state(aws, instance_id: str) -> str:
-    reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])
-    return str(reservations["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
 def test_given_interruption_budget_exhausted_when_finalized_then_failed_with_the_budget_detail(
@@ -56,8 +44,8 @@ def test_given_interruption_budget_exhausted_when_finalized_then_failed_with_the
     assert "interruption budget exhausted (1 of 1)" in item["error"]
     assert item["attempts"]["2"]["end_reason"] == "spot-interrupted"
     # Every attempt's instance, the interrupted first one included.
-    assert _state(aws, first["instance_id"]) == "terminated"
-    assert _state(aws, second["instance_id"]) == "terminated"
+    assert instance_state(aws, first["instance_id"]) == "terminated"
+    assert instance_state(aws, second["instance_id"]) == "terminated"
 
 
 def test_given_rebalance_budget_exhausted_when_finalized_then_end_reason_is_rebalance(
