@@ -1,7 +1,8 @@
-"""The two shell scripts sent over SSM: install the agent, and start it detached.
+"""The shell scripts sent over SSM: install the agent, start it detached, and write a notice
+(spot warning, rebalance, stop request) for it.
 
-Both are fixed text. The only values in them are ours (bucket URIs, region, run id and attempt),
-and each is passed through shlex.quote; user-supplied strings (args, hyperparameters) never appear
+All are fixed text. The only values in them are ours (bucket URIs, region, run id and attempt,
+the notice's JSON), and each is passed through shlex.quote; user-supplied strings (args, hyperparameters) never appear
 here: the agent reads them from its config in S3 and hands them to the script as an argv list.
 """
 
@@ -12,6 +13,7 @@ import json
 import shlex
 
 from lambdas.constants import agent_config_key
+from lambdas.integrations.ssm_commands import SsmCommands
 
 # $RUNCTL_HOME lets local mode run the same scripts inside a per-instance directory.
 _PRELUDE = [
@@ -86,3 +88,28 @@ def notice_script(notice: dict[str, str | None]) -> list[str]:
         'mv -f "$RUNCTL_HOME/.notice.json.tmp" "$RUNCTL_HOME/notice.json"',
         "echo 'notice delivered'",
     ]
+
+
+# An SSM command that only writes a file: a minute is plenty, and a late one is useless.
+NOTICE_TIMEOUT_SECONDS = 60
+
+
+def send_notice(
+    commands: SsmCommands,
+    instance_id: str,
+    kind: str,
+    notice_time: str,
+    termination_time: str | None,
+    source: str,
+    comment: str,
+) -> None:
+    """Tell the agent on `instance_id`: it reads notice.json as it reads IMDS."""
+    notice = {
+        "kind": kind,
+        "notice_time": notice_time,
+        "termination_time": termination_time,
+        "source": source,
+    }
+    commands.run_shell(
+        instance_id, notice_script(notice), comment=comment, timeout_seconds=NOTICE_TIMEOUT_SECONDS
+    )

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from lambdas.constants import ERROR_INSTANCE_LOST, TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.ssm_commands import SsmCommands
-from lambdas.logic.agent_commands import notice_script
+from lambdas.logic.agent_commands import send_notice
 from lambdas.models.run_record import RunStatus
 
 SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
@@ -61,18 +61,14 @@ def handle_instance_event(
         return "ignored: late, duplicate or for an attempt that is not working"
     if event.detail_type in {SPOT_WARNING, REBALANCE}:
         kind = "spot-interrupted" if event.detail_type == SPOT_WARNING else "rebalance"
-        commands.run_shell(
+        send_notice(
+            commands,
             event.instance_id,
-            notice_script(
-                {
-                    "kind": kind,
-                    "notice_time": event.time,
-                    "termination_time": event.action_time,
-                    "source": "eventbridge",
-                }
-            ),
+            kind,
+            event.time,
+            event.action_time,
+            source="eventbridge",
             comment=f"runctl notice {kind} {run_id}",
-            timeout_seconds=60,
         )
         return f"notice {kind} sent to the agent"
     if event.detail_type == STATE_CHANGE and event.state in GONE_STATES and record.task_token:

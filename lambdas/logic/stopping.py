@@ -9,7 +9,7 @@ from lambdas.constants import NOTICE_STOP_REQUESTED
 from lambdas.dal.runs_table import RunsTable
 from lambdas.errors import RunNotFound
 from lambdas.integrations.ssm_commands import SsmCommands
-from lambdas.logic.agent_commands import notice_script
+from lambdas.logic.agent_commands import send_notice
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.steps import StopRunOutput
 
@@ -30,18 +30,14 @@ def stop_run(run_id: str, table: RunsTable, commands: SsmCommands, now: str) -> 
     if marked.status in FINAL_STATUSES:
         return _finished(marked)
     if marked.task_token and marked.instance_id and marked.status in AGENT_WORKING:
-        commands.run_shell(
+        send_notice(
+            commands,
             marked.instance_id,
-            notice_script(
-                {
-                    "kind": NOTICE_STOP_REQUESTED,
-                    "notice_time": marked.stop_requested_at or now,
-                    "termination_time": None,
-                    "source": "stop-run",
-                }
-            ),
+            NOTICE_STOP_REQUESTED,
+            marked.stop_requested_at or now,
+            None,
+            source="stop-run",
             comment=f"runctl stop {run_id}",
-            timeout_seconds=60,
         )
         grace = marked.spec.get("interruptions", {}).get("grace_seconds", 90)
         return StopRunOutput(
