@@ -2,8 +2,9 @@
 (spot warning, rebalance, stop request) for it.
 
 All are fixed text. The only values in them are ours (bucket URIs, region, run id and attempt,
-the notice's JSON), and each is passed through shlex.quote; user-supplied strings (args, hyperparameters) never appear
-here: the agent reads them from its config in S3 and hands them to the script as an argv list.
+the notice's JSON), and each is passed through shlex.quote; user-supplied strings (args,
+hyperparameters) never appear here: the agent reads them from its config in S3 and hands them to
+the script as an argv list.
 """
 
 from __future__ import annotations
