@@ -13,14 +13,16 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from lambdas.models.run_spec import RunSpec
-from runctl.cli_options import run_options
+from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import Client
 from runctl.errors import RunctlError
 from runctl.local.commands import local_app
 from runctl.project_config import LoadedConfig, load_project_config
 from runctl.render import FollowDisplay, console, print_outcome, print_state
+from runctl.render_sweeps import SweepDisplay, print_sweep_outcome, sweeps_table
 from runctl.run_request import RunRequest, config_for_script
 from runctl.runs_commands import make_runs_app
+from runctl.sweeps import SweepOptions
 
 # Exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -192,9 +194,96 @@ def schema(
         output.write_text(text)
 
 
+@app.command("sweep")
+@run_options
+@sweep_options
+def sweep_command(
+    ctx: typer.Context,
+    request: RunRequest,
+    sweep: SweepOptions,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="follow the sweep until it ends (Ctrl-C stops following)"),
+    ] = False,
+) -> None:
+    """Start a sweep: one run of SCRIPT per grid point (or random draw), a few at a time.
+
+    The run flags are `runctl submit`'s and apply to every run; --grid and --sample values
+    override --hp. The runs' experiment is the sweep id unless --experiment names one.
+    """
+    client = _cloud(ctx).client(config_for_script(request.script))
+    submission = client.submit_sweep(request, sweep)
+    spec = submission.spec
+    console.print(
+        f"started sweep [bold]{submission.sweep_id}[/]: {submission.total_runs} runs, "
+        f"{spec.max_parallel} at a time"
+        + (f", best by {escape(spec.objective)}" if spec.objective else "")
+    )
+    if not wait:
+        console.print(
+            f"[dim]follow it: runctl sweeps show {submission.sweep_id} --wait  |  cancel it: "
+            f"runctl sweeps cancel {submission.sweep_id}[/]"
+        )
+        return
+    _follow_sweep(client, submission.sweep_id)
+
+
+def _follow_sweep(client: Client, sweep_id: str) -> None:
+    try:
+        with SweepDisplay(sweep_id) as display:
+            outcome = client.follow_sweep(sweep_id, on_progress=display.update)
+    except KeyboardInterrupt:
+        console.print(
+            f"\nstopped following; sweep {sweep_id} goes on. `runctl sweeps show {sweep_id}` or "
+            f"`runctl sweeps cancel {sweep_id}`",
+            markup=False,
+        )
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+    print_sweep_outcome(outcome)
+    if outcome.execution_status != "SUCCEEDED":
+        raise typer.Exit(code=1)
+
+
+sweeps_app = typer.Typer(help="Sweeps of the deployed stack: list, show, cancel.")
+
+
+@sweeps_app.command("list")
+def list_sweeps(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 20,
+) -> None:
+    """The newest sweeps and how they stand."""
+    console.print(sweeps_table(_cloud(ctx).client().list_sweeps(limit)))
+
+
+@sweeps_app.command("show")
+def show_sweep(
+    ctx: typer.Context,
+    sweep_id: Annotated[str, typer.Argument(metavar="SWEEP")],
+    wait: Annotated[bool, typer.Option("--wait", help="follow the sweep until it ends")] = False,
+) -> None:
+    """A sweep's summary: every run, its values, status, objective, cost; the best starred."""
+    client = _cloud(ctx).client()
+    outcome = client.sweep(sweep_id)
+    if wait and outcome.running:
+        _follow_sweep(client, sweep_id)
+        return
+    print_sweep_outcome(outcome)
+
+
+@sweeps_app.command("cancel")
+def cancel_sweep(
+    ctx: typer.Context, sweep_id: Annotated[str, typer.Argument(metavar="SWEEP")]
+) -> None:
+    """Cancel a sweep: no more runs start, and the running ones stop gracefully."""
+    result = _cloud(ctx).client().cancel_sweep(sweep_id)
+    console.print(f"{result.sweep_id}: {result.message}", markup=False)
+
+
 app.add_typer(
     make_runs_app(lambda ctx: _cloud(ctx).client(), where="the deployed stack"), name="runs"
 )
+app.add_typer(sweeps_app, name="sweeps")
 app.add_typer(local_app, name="local")
 
 

@@ -1,4 +1,5 @@
-"""The run flags shared by `runctl submit`, `runctl local run` (and later `runctl sweep`).
+"""The run flags shared by `runctl submit`, `runctl local run`, `runctl sweep` and
+`runctl local sweep`, and the sweep flags shared by the two sweep commands.
 
 `@run_options` adds SCRIPT, `-- ARGS` and every run flag to a typer command and hands it one
 `request: RunRequest`, so the commands cannot drift apart: moving from the laptop to the cloud is
@@ -17,6 +18,7 @@ import typer
 
 from runctl.run_request import RunRequest
 from runctl.specs import parse_hyperparameter
+from runctl.sweeps import SweepOptions
 
 _SCRIPT = inspect.Parameter(
     "script",
@@ -138,23 +140,147 @@ def request_from_flags(
     )
 
 
-def run_options(command: Command) -> Command:
-    """Give `command(request: RunRequest, ...own options)` the shared SCRIPT, ARGS and flags."""
-    own = [
-        parameter
-        for parameter in inspect.signature(command, eval_str=True).parameters.values()
-        if parameter.name != "request"
-    ]
+def _bundled(
+    target: str, parameters: list[inspect.Parameter], build: Callable[..., Any]
+) -> Callable[[Command], Command]:
+    """A decorator giving `command(<target>=build(**flags), ...own options)` the `parameters`:
+    typer sees them in the signature, the command gets one built object."""
+    names = tuple(parameter.name for parameter in parameters)
 
-    @functools.wraps(command)
-    def with_request(**values: Any) -> Any:
-        shared = {name: values.pop(name) for name in ("script", "script_args", *RUN_FLAG_NAMES)}
-        return command(request=request_from_flags(**shared), **values)
+    def decorate(command: Command) -> Command:
+        own = [
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for parameter in inspect.signature(command, eval_str=True).parameters.values()
+            if parameter.name != target
+        ]
 
-    # typer reads a command's options from its signature: show it the combined one.
-    keyword_own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in own]
-    with_request.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [_SCRIPT, _SCRIPT_ARGS, *_FLAGS, *keyword_own]
+        @functools.wraps(command)
+        def with_bundle(**values: Any) -> Any:
+            flags = {name: values.pop(name) for name in names}
+            return command(**{target: build(**flags)}, **values)
+
+        # typer reads a command's options from its signature: show it the combined one
+        # (positional arguments first, as Python requires).
+        positional = [p for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        keyword = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        with_bundle.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*positional, *keyword, *own]
+        )
+        with_bundle.__annotations__ = {}
+        return with_bundle  # type: ignore[return-value]
+
+    return decorate
+
+
+# Adds SCRIPT, ARGS and every run flag; the command receives `request: RunRequest`.
+run_options = _bundled("request", [_SCRIPT, _SCRIPT_ARGS, *_FLAGS], request_from_flags)
+
+
+def _keyword(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
     )
-    with_request.__annotations__ = {}
-    return with_request  # type: ignore[return-value]
+
+
+_SWEEP_FLAGS = [
+    _keyword(
+        "grid",
+        None,
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                "--grid",
+                help="NAME=V1,V2,...: every combination of the grids is a run; repeatable",
+            ),
+        ],
+    ),
+    _keyword(
+        "sample",
+        None,
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                "--sample",
+                help="NAME=uniform:LO:HI | log_uniform:LO:HI | int_uniform:LO:HI | choice:A,B "
+                "(with --random); repeatable",
+            ),
+        ],
+    ),
+    _keyword(
+        "random",
+        None,
+        Annotated[
+            int | None,
+            typer.Option(
+                "--random",
+                help="draw N runs at random (from --sample, else from the --grid values)",
+            ),
+        ],
+    ),
+    _keyword(
+        "seed",
+        None,
+        Annotated[int | None, typer.Option("--seed", help="random seed (same seed, same runs)")],
+    ),
+    _keyword(
+        "max_parallel",
+        None,
+        Annotated[
+            int | None,
+            typer.Option("--max-parallel", help="runs at once (default: 4)"),
+        ],
+    ),
+    _keyword(
+        "objective",
+        None,
+        Annotated[
+            str | None,
+            typer.Option("--objective", help="METRIC:min or METRIC:max: names the best run"),
+        ],
+    ),
+    _keyword(
+        "tolerate_failures",
+        None,
+        Annotated[
+            float | None,
+            typer.Option(
+                "--tolerate-failures",
+                help="percent of runs that may fail before the sweep fails (default: 0)",
+            ),
+        ],
+    ),
+    _keyword(
+        "stop_on_failure",
+        False,
+        Annotated[
+            bool,
+            typer.Option("--stop-on-failure", help="stop the remaining runs at the first failure"),
+        ],
+    ),
+]
+
+
+def sweep_from_flags(
+    grid: list[str] | None,
+    sample: list[str] | None,
+    random: int | None,
+    seed: int | None,
+    max_parallel: int | None,
+    objective: str | None,
+    tolerate_failures: float | None,
+    stop_on_failure: bool,
+) -> SweepOptions:
+    return SweepOptions(
+        grid=tuple(grid or ()),
+        samples=tuple(sample or ()),
+        random=random,
+        seed=seed,
+        max_parallel=max_parallel,
+        objective=objective,
+        tolerated_failure_percentage=tolerate_failures,
+        stop_on_failure=stop_on_failure,
+    )
+
+
+# Adds the sweep flags; the command receives `sweep: SweepOptions`. Use under @run_options.
+sweep_options = _bundled("sweep", _SWEEP_FLAGS, sweep_from_flags)

@@ -50,6 +50,10 @@ class RunNotFound(RunctlError):
     """No run with that id in the runs table or the local history."""
 
 
+class SweepNotFound(RunctlError):
+    """No sweep with that id in the stack (or the local history)."""
+
+
 class StopUnavailable(RunctlError):
     """The deployed stack has no StopRun function (it predates `runctl stop`)."""
 

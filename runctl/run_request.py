@@ -49,6 +49,10 @@ class RunPlan:
     fields: Mapping[str, Any]
     loaded: LoadedConfig
 
+    def pending_spec(self) -> RunSpec:
+        """The RunSpec with a stand-in for the code: to check what is built on it early."""
+        return build_spec({**self.fields, "code": _PENDING_CODE})
+
     def spec(self, code_uri: str, code_sha256: str, source: SourceInfo | None) -> RunSpec:
         """The RunSpec to start, once the code is uploaded under `code_uri`."""
         fields: dict[str, Any] = {
@@ -116,8 +120,9 @@ def plan_run(request: RunRequest) -> RunPlan:
     if max_runtime is not None:
         seconds = parse_duration(max_runtime) if isinstance(max_runtime, str) else max_runtime
         fields["limits"] = {"max_runtime_seconds": seconds}
-    build_spec({**fields, "code": _PENDING_CODE})
-    return RunPlan(script=script, project_root=root, fields=fields, loaded=loaded)
+    plan = RunPlan(script=script, project_root=root, fields=fields, loaded=loaded)
+    plan.pending_spec()  # every RunSpec mistake, before packaging
+    return plan
 
 
 def _first(*values: Any) -> Any:

@@ -1,5 +1,5 @@
 """`runctl sweep` as functions: parse the sweep options into a SweepSpec over a base RunSpec,
-check it as ExpandSweep will, start it, wait for it, cancel it, and show its summary as a table.
+check it as ExpandSweep will, start it, follow it, cancel it (runctl/render_sweeps.py shows it).
 
     spec = build_sweep_spec(
         base_spec,                                   # the RunSpec every run starts from
@@ -9,7 +9,7 @@ check it as ExpandSweep will, start it, wait for it, cancel it, and show its sum
     )
     sweep_id = start_sweep(sfn, sweep_state_machine_arn, spec)   # checked first (SpecError)
     outcome = wait_for_sweep(sfn, SweepFiles(s3, bucket), sweep_state_machine_arn, sweep_id)
-    console.print(sweep_summary_table(outcome.summary))
+    console.print(sweep_summary_table(outcome.summary))   # runctl.render_sweeps
 
 `--random N` samples N runs: from the `--sample` space when given (combined with every grid
 point), otherwise from the grid's values instead of crossing them (N distinct combinations).
@@ -20,36 +20,28 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from rich.table import Table
 
+from lambdas.dal.runs_table import RunsTable
+from lambdas.errors import SweepNotFound as SweepNotFoundInS3
 from lambdas.errors import SweepSpecInvalid
 from lambdas.integrations.sweep_files import SweepFiles
 from lambdas.logic.sweeps import describe_problems, plan_sweep
+from lambdas.models.run_record import FINAL_STATUSES, RunStatus
 from lambdas.models.run_spec import HyperparameterValue, RunSpec
-from lambdas.models.sweep_spec import OBJECTIVE_PATTERN, SweepSpec
-from lambdas.models.sweep_summary import StopSweepOutput, SweepRunStatus, SweepSummary
-from runctl.client.costs import format_usd
-from runctl.client.formatting import format_duration, format_value
-from runctl.errors import AwsRequestFailed
+from lambdas.models.sweep_spec import OBJECTIVE_PATTERN, SweepPlan, SweepSpec
+from lambdas.models.sweep_summary import StopSweepOutput, SweepSummary
+from runctl.errors import AwsRequestFailed, SweepNotFound
 from runctl.specs import SpecError, parse_hyperparameter
 
 # --sample NAME=KIND:ARGS
 _RANGE_KINDS = ("uniform", "log_uniform", "int_uniform")
-_STATUS_STYLE = {
-    SweepRunStatus.SUCCEEDED: "green",
-    SweepRunStatus.FAILED: "bold red",
-    SweepRunStatus.CANCELLED: "yellow",
-    SweepRunStatus.SKIPPED: "dim",
-    SweepRunStatus.RUNNING: "cyan",
-}
-_VERDICT_STYLE = {"succeeded": "bold green", "failed": "bold red", "cancelled": "bold yellow"}
-_ERROR_WIDTH = 60
 
 
 def new_sweep_id() -> str:
@@ -137,6 +129,33 @@ def build_sweep_spec(
         raise SpecError(f"invalid sweep: {describe_problems(error)}") from error
 
 
+@dataclass(frozen=True)
+class SweepOptions:
+    """The `runctl sweep` flags as typed; `spec` turns them into the SweepSpec over a base."""
+
+    grid: tuple[str, ...] = ()
+    samples: tuple[str, ...] = ()
+    random: int | None = None
+    seed: int | None = None
+    max_parallel: int | None = None
+    objective: str | None = None
+    tolerated_failure_percentage: float | None = None
+    stop_on_failure: bool = False
+
+    def spec(self, base_spec: RunSpec | dict[str, Any]) -> SweepSpec:
+        return build_sweep_spec(
+            base_spec,
+            grid=self.grid,
+            samples=self.samples,
+            random=self.random,
+            seed=self.seed,
+            max_parallel=self.max_parallel,
+            objective=self.objective,
+            tolerated_failure_percentage=self.tolerated_failure_percentage,
+            stop_on_failure=self.stop_on_failure,
+        )
+
+
 def checked_sweep(spec: SweepSpec | dict[str, Any], sweep_id: str) -> SweepSpec:
     """The spec after every check ExpandSweep makes without AWS (each run's RunSpec, the sizes,
     the sweep id): a wrong sweep is refused before it starts."""
@@ -156,7 +175,11 @@ class SweepOutcome:
     execution_status: str  # SUCCEEDED | FAILED | TIMED_OUT | ABORTED
     error: str | None  # Runctl.SweepFailed, Runctl.SweepCancelled, SweepSpecInvalid, ...
     cause: str | None
-    summary: SweepSummary | None  # None when the sweep failed before it had runs
+    summary: SweepSummary | None  # None while running, or when it failed before it had runs
+
+    @property
+    def running(self) -> bool:
+        return self.execution_status == "RUNNING"
 
 
 def sweep_execution_arn(state_machine_arn: str, sweep_id: str) -> str:
@@ -178,6 +201,28 @@ def start_sweep(
     return sweep_id
 
 
+def describe_sweep(
+    sfn: Any, files: SweepFiles, state_machine_arn: str, sweep_id: str
+) -> SweepOutcome:
+    """The sweep now: its execution's status and, once it has ended, its summary."""
+    try:
+        described = sfn.describe_execution(
+            executionArn=sweep_execution_arn(state_machine_arn, sweep_id)
+        )
+    except sfn.exceptions.ExecutionDoesNotExist:
+        raise SweepNotFound(
+            f"no sweep {sweep_id!r}: `runctl sweeps list` shows the sweeps there are"
+        ) from None
+    running = described["status"] == "RUNNING"
+    return SweepOutcome(
+        sweep_id=sweep_id,
+        execution_status=described["status"],
+        error=described.get("error"),
+        cause=described.get("cause"),
+        summary=None if running else files.summary(sweep_id),
+    )
+
+
 def wait_for_sweep(
     sfn: Any,
     files: SweepFiles,
@@ -185,21 +230,78 @@ def wait_for_sweep(
     sweep_id: str,
     timeout_seconds: float = 24 * 3600,
     poll_seconds: float = 5,
+    on_poll: Callable[[], None] = lambda: None,
 ) -> SweepOutcome:
-    """Until the Sweep execution ends (TimeoutError after `timeout_seconds`); then its summary."""
+    """Until the Sweep execution ends (TimeoutError after `timeout_seconds`); then its summary.
+    `on_poll` runs at every poll (progress displays)."""
     deadline = time.monotonic() + timeout_seconds
-    arn = sweep_execution_arn(state_machine_arn, sweep_id)
-    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+    while (outcome := describe_sweep(sfn, files, state_machine_arn, sweep_id)).running:
+        on_poll()
         if time.monotonic() > deadline:
             raise TimeoutError(f"sweep {sweep_id} still running after {timeout_seconds} s")
         time.sleep(poll_seconds)
-    return SweepOutcome(
-        sweep_id=sweep_id,
-        execution_status=described["status"],
-        error=described.get("error"),
-        cause=described.get("cause"),
-        summary=files.summary(sweep_id),
-    )
+    on_poll()
+    return outcome
+
+
+@dataclass
+class SweepProgress:
+    """How far a sweep's runs are, from its plan and their records (for a live line)."""
+
+    sweep_id: str
+    total: int | None = None  # None until ExpandSweep has written the plan
+    statuses: dict[str, RunStatus] = field(default_factory=dict)  # run id -> once recorded
+
+    @property
+    def finished(self) -> int:
+        return sum(status in FINAL_STATUSES for status in self.statuses.values())
+
+    def line(self) -> str:
+        if self.total is None:
+            return f"sweep {self.sweep_id}: planning"
+        counts = Counter(self.statuses.values())
+        finals = ", ".join(
+            f"{counts[status]} {status.value.lower()}"
+            for status in sorted(FINAL_STATUSES)
+            if counts[status]
+        )
+        running = len(self.statuses) - self.finished
+        return (
+            f"sweep {self.sweep_id}: {self.finished} of {self.total} runs done"
+            + (f" ({finals})" if finals else "")
+            + f", {running} running"
+        )
+
+
+class SweepWatcher:
+    """Polls a sweep's runs for SweepProgress: the plan once, then each run not yet final."""
+
+    def __init__(self, files: SweepFiles, table: RunsTable, sweep_id: str) -> None:
+        self.files = files
+        self.table = table
+        self.progress = SweepProgress(sweep_id)
+        self._plan: SweepPlan | None = None
+
+    def poll(self) -> SweepProgress:
+        if self._plan is None:
+            try:
+                self._plan = self.files.plan(self.progress.sweep_id)
+            except SweepNotFoundInS3:
+                return self.progress  # ExpandSweep has not written it yet
+            self.progress.total = self._plan.total_runs
+        for run in self._plan.runs:
+            if self.progress.statuses.get(run.run_id) in FINAL_STATUSES:
+                continue
+            record = self.table.get(run.run_id)
+            if record is not None:
+                self.progress.statuses[run.run_id] = record.status
+        return self.progress
+
+
+def list_sweeps(sfn: Any, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest sweeps first: name (the sweep id), status, startDate, stopDate."""
+    response = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)
+    return list(response["executions"])
 
 
 def cancel_sweep(lambda_client: Any, function_name: str, sweep_id: str) -> StopSweepOutput:
@@ -212,52 +314,6 @@ def cancel_sweep(lambda_client: Any, function_name: str, sweep_id: str) -> StopS
         detail = payload.get("errorMessage") if isinstance(payload, dict) else payload
         raise AwsRequestFailed(f"StopSweep could not cancel {sweep_id}: {detail}")
     return StopSweepOutput.model_validate(payload)
-
-
-def sweep_summary_table(summary: SweepSummary) -> Table:
-    """Every run (its swept values, status, objective value, cost, time, why it failed), the best
-    one starred; the title says how the sweep ended."""
-    verdict = summary.verdict.value
-    table = Table(
-        title=f"sweep {summary.sweep_id}: [{_VERDICT_STYLE[verdict]}]{verdict.upper()}[/] - "
-        f"{summary.message}",
-        title_justify="left",
-        caption=_caption(summary),
-        caption_justify="left",
-    )
-    names = list(dict.fromkeys(name for run in summary.runs for name in run.swept))
-    table.add_column("run")
-    for name in names:
-        table.add_column(name, justify="right")
-    table.add_column("status")
-    if summary.objective:
-        table.add_column(summary.objective, justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("error", max_width=_ERROR_WIDTH, overflow="ellipsis", no_wrap=True)
-    best_id = summary.best.run_id if summary.best else None
-    for run in sorted(summary.runs, key=lambda item: item.index):
-        marker = " *" if run.run_id == best_id else ""
-        cells = [f"{run.run_id}{marker}"]
-        cells += [_value(run.swept.get(name)) for name in names]
-        cells.append(f"[{_STATUS_STYLE[run.status]}]{run.status.value}[/]")
-        if summary.objective:
-            cells.append(_value(run.objective_value))
-        cost = format_usd(run.cost_usd) if run.cost_usd is not None else "-"
-        cells += [cost, format_duration(run.duration_seconds), run.error or ""]
-        table.add_row(*cells, style="bold" if run.run_id == best_id else None)
-    return table
-
-
-def _caption(summary: SweepSummary) -> str:
-    parts = []
-    if summary.best is not None:
-        parts.append(f"* best by {summary.objective}: {summary.best.run_id}")
-    if summary.total_cost_usd is not None:
-        parts.append(f"total cost {format_usd(summary.total_cost_usd)} (EC2 instance time)")
-    policy = f"{summary.tolerated_failure_percentage:g}% failures tolerated"
-    parts.append(policy + (", stop on failure" if summary.stop_on_failure else ""))
-    return "; ".join(parts)
 
 
 def _name_and_rest(option: str, flag: str, example: str) -> tuple[str, str]:
@@ -277,21 +333,21 @@ def _given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _value(value: Any) -> str:
-    return "-" if value is None else format_value(value)
-
-
 __all__ = [
+    "SweepOptions",
     "SweepOutcome",
+    "SweepProgress",
+    "SweepWatcher",
     "build_sweep_spec",
     "cancel_sweep",
     "checked_sweep",
+    "describe_sweep",
+    "list_sweeps",
     "new_sweep_id",
     "parse_grid",
     "parse_objective",
     "parse_sample",
     "start_sweep",
     "sweep_execution_arn",
-    "sweep_summary_table",
     "wait_for_sweep",
 ]

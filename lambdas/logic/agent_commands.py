@@ -24,17 +24,36 @@ _PRELUDE = [
     'cd "$RUNCTL_HOME"',
 ]
 
+# Installs are serialised by flock (a retried BootstrapInstance may send a second one) and each
+# unpacks into a fresh directory swapped in whole, so a failed or concurrent install never leaves
+# a half-unpacked agent. A download that fails or arrives corrupt is fetched again.
 _DOWNLOAD_AGENT = """\
-import os, shutil, sys, zipfile
+import os, shutil, sys, tempfile, time, zipfile
 import boto3
 uri, region, home = sys.argv[1], sys.argv[2], sys.argv[3]
 bucket, key = uri[len("s3://"):].split("/", 1)
-archive = os.path.join(home, "instance_agent.zip")
-boto3.client("s3", region_name=region).download_file(bucket, key, archive)
+s3 = boto3.client("s3", region_name=region)
 target = os.path.join(home, "instance_agent")
+for attempt in range(1, 4):
+    staging = tempfile.mkdtemp(prefix=".agent-", dir=home)
+    try:
+        archive = os.path.join(staging, "agent.zip")
+        s3.download_file(bucket, key, archive)
+        with zipfile.ZipFile(archive) as zipped:
+            corrupt = zipped.testzip()
+            if corrupt is not None:
+                raise zipfile.BadZipFile("corrupt member " + corrupt)
+            zipped.extractall(os.path.join(staging, "instance_agent"))
+        break
+    except Exception as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if attempt == 3:
+            raise
+        print("install attempt", attempt, "failed:", repr(error), file=sys.stderr)
+        time.sleep(2 * attempt)
 shutil.rmtree(target, ignore_errors=True)
-with zipfile.ZipFile(archive) as zipped:
-    zipped.extractall(target)
+os.replace(os.path.join(staging, "instance_agent"), target)
+shutil.rmtree(staging)
 print("agent installed in", target)"""
 
 
@@ -46,8 +65,8 @@ def install_agent_script(agent_s3_uri: str, region: str) -> list[str]:
         "  if command -v dnf >/dev/null 2>&1; then dnf install -y -q python3-boto3; "
         "else python3 -m pip install -q boto3; fi",
         "fi",
-        f'python3 - {shlex.quote(agent_s3_uri)} {shlex.quote(region)} "$RUNCTL_HOME" '
-        "<<'RUNCTL_PY'",
+        f'flock "$RUNCTL_HOME/install.lock" python3 - {shlex.quote(agent_s3_uri)} '
+        f"{shlex.quote(region)} \"$RUNCTL_HOME\" <<'RUNCTL_PY'",
         _DOWNLOAD_AGENT,
         "RUNCTL_PY",
         "python3 -c 'import instance_agent' && echo 'agent import ok'",

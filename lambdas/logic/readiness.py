@@ -41,7 +41,7 @@ def check_bootstrap(step: StepInput, commands: SsmCommands, now: float) -> Ready
     if status.finished:
         raise BootstrapFailed(
             f"installing the agent on {step.instance.instance_id} ended {status.status}: "
-            f"{(status.stderr or status.stdout)[-OUTPUT_TAIL_CHARS:]}"
+            f"{_failure_output(status.stderr or status.stdout)}"
         )
     if now > step.bootstrap.deadline:
         raise BootstrapFailed(
@@ -49,6 +49,14 @@ def check_bootstrap(step: StepInput, commands: SsmCommands, now: float) -> Ready
             f"(last status {status.status})"
         )
     return _not_ready(step, status.status, now)
+
+
+def _failure_output(output: str) -> str:
+    """The last line first (a traceback's exception, where summaries cut), then the tail."""
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return output.strip()[-OUTPUT_TAIL_CHARS:]
+    return f"{lines[-1].strip()[:OUTPUT_TAIL_CHARS]}; output: {output.strip()[-OUTPUT_TAIL_CHARS:]}"
 
 
 def _not_ready(step: StepInput, detail: str, now: float) -> ReadyProbe:

@@ -140,8 +140,10 @@ def plan_sweep(spec: SweepSpec, sweep_id: str, execution_arn: str = "") -> Sweep
             "digits, '-' or '_' (its runs are named <sweep id>-r000, ...)"
         )
     base_spec = spec.base_spec.model_dump(mode="json", exclude_unset=True)
-    # The runs of one sweep are one experiment unless the base spec names another.
-    base_spec.setdefault("experiment", sweep_id)
+    # The runs of one sweep are one experiment unless the base spec names another (the client
+    # sends `experiment: null` when none was given).
+    if base_spec.get("experiment") is None:
+        base_spec["experiment"] = sweep_id
     # Each run's RunSpec is valid by construction: the base is a RunSpec, and the swept values
     # were checked as the same HyperparameterValue type RunSpec uses.
     runs = [

@@ -24,9 +24,13 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from lambdas.dal.runs_table import RunsTable
+from lambdas.integrations.sweep_files import SweepFiles
+from lambdas.logic.sweeps import sweep_points
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.run_spec import RunSpec
 from lambdas.models.steps import StopRunOutput
+from lambdas.models.sweep_spec import SweepSpec
+from lambdas.models.sweep_summary import StopSweepOutput
 from runctl.client.aws import AwsTarget, aws_errors
 from runctl.client.follow import (
     LogLine,
@@ -41,16 +45,40 @@ from runctl.client.plotting import PlotResult
 from runctl.client.reading import Comparison, RunDetails, RunReader
 from runctl.client.stack import DEFAULT_STACK_NAME, StackOutputs, describe_stack_outputs
 from runctl.client.store import AwsRunStore
-from runctl.errors import AwsRequestFailed, RunctlError, StopUnavailable
+from runctl.errors import AwsRequestFailed, RunctlError, StackNotFound, StopUnavailable
 from runctl.packaging import CodePackage, package_directory
 from runctl.run_request import RunPlan, RunRequest, new_run_id, plan_run
 from runctl.source_info import source_info
+from runctl.sweeps import (
+    SweepOptions,
+    SweepOutcome,
+    SweepProgress,
+    SweepWatcher,
+    cancel_sweep,
+    checked_sweep,
+    describe_sweep,
+    list_sweeps,
+    new_sweep_id,
+    start_sweep,
+    wait_for_sweep,
+)
 
 
 @dataclass(frozen=True)
 class Submission:
     run_id: str
     spec: RunSpec
+    code_uri: str
+    uploaded_bytes: int  # 0 when the same code was uploaded before
+    files: int
+    plan: RunPlan
+
+
+@dataclass(frozen=True)
+class SweepSubmission:
+    sweep_id: str
+    spec: SweepSpec
+    total_runs: int
     code_uri: str
     uploaded_bytes: int  # 0 when the same code was uploaded before
     files: int
@@ -173,6 +201,84 @@ class Client:
                 ChecksumSHA256=_base64_sha256(package.sha256),
             )
         return uri, len(package.data)
+
+    # --- sweeps ---
+
+    def submit_sweep(
+        self, request: RunRequest, options: SweepOptions, sweep_id: str | None = None
+    ) -> SweepSubmission:
+        """Package and upload the project once, then start a Sweep of runs of it: the request
+        is every run's base, `options` the grid, samples and policies."""
+        plan = plan_run(request)
+        sweep_id = sweep_id or new_sweep_id()
+        # The whole sweep is checked with a stand-in for the code before anything is uploaded.
+        checked_sweep(options.spec(plan.pending_spec()), sweep_id)
+        package = package_directory(plan.project_root)
+        state_machine = self._sweep_state_machine()
+        with aws_errors("starting the sweep"):
+            code_uri, uploaded = self.upload_code(package)
+            base = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
+            spec = options.spec(base)
+            start_sweep(self._sfn, state_machine, spec, sweep_id)
+        total = len(sweep_points(spec))
+        return SweepSubmission(sweep_id, spec, total, code_uri, uploaded, len(package.files), plan)
+
+    def sweep(self, sweep_id: str) -> SweepOutcome:
+        """The sweep now: its status and, once it ended, its summary (SweepNotFound if none)."""
+        with aws_errors("reading the sweep"):
+            return describe_sweep(
+                self._sfn, self._sweep_files, self._sweep_state_machine(), sweep_id
+            )
+
+    def follow_sweep(
+        self,
+        sweep_id: str,
+        on_progress: Callable[[SweepProgress], None] = lambda progress: None,
+        poll_seconds: float = 10.0,
+        timeout_seconds: float = 7 * 24 * 3600,
+    ) -> SweepOutcome:
+        """Report the runs' progress until the sweep ends; then its outcome with the summary."""
+        self.sweep(sweep_id)  # SweepNotFound before following nothing
+        watcher = SweepWatcher(self._sweep_files, self._table, sweep_id)
+        with aws_errors("following the sweep"):
+            return wait_for_sweep(
+                self._sfn,
+                self._sweep_files,
+                self._sweep_state_machine(),
+                sweep_id,
+                timeout_seconds,
+                poll_seconds,
+                on_poll=lambda: on_progress(watcher.poll()),
+            )
+
+    def cancel_sweep(self, sweep_id: str) -> StopSweepOutput:
+        """No more runs of the sweep start, and its running ones stop gracefully."""
+        self.sweep(sweep_id)
+        function = self.outputs.stop_sweep_function_name
+        if function is None:
+            raise self._needs_sweeps()
+        with aws_errors("cancelling the sweep"):
+            return cancel_sweep(self._client("lambda"), function, sweep_id)
+
+    def list_sweeps(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest sweeps first: name (the sweep id), status, startDate, stopDate."""
+        with aws_errors("listing sweeps"):
+            return list_sweeps(self._sfn, self._sweep_state_machine(), limit)
+
+    @cached_property
+    def _sweep_files(self) -> SweepFiles:
+        return SweepFiles(self._s3, self.outputs.bucket)
+
+    def _sweep_state_machine(self) -> str:
+        if self.outputs.sweep_state_machine_arn is None:
+            raise self._needs_sweeps()
+        return self.outputs.sweep_state_machine_arn
+
+    def _needs_sweeps(self) -> StackNotFound:
+        return StackNotFound(
+            f"stack {self.stack_name!r} has no Sweep state machine: deploy this version of "
+            "runctl (`npx cdk deploy`) to run sweeps"
+        )
 
     # --- one run ---
 

@@ -18,6 +18,8 @@ OUTPUT_BUCKET = "BucketName"
 OUTPUT_RUNS_TABLE = "RunsTableName"
 OUTPUT_LOG_GROUP = "LogGroupName"
 OUTPUT_STOP_FUNCTION = "StopRunFunctionName"
+OUTPUT_SWEEP_STATE_MACHINE = "SweepStateMachineArn"
+OUTPUT_STOP_SWEEP_FUNCTION = "StopSweepFunctionName"
 REQUIRED_OUTPUTS = (OUTPUT_STATE_MACHINE, OUTPUT_BUCKET, OUTPUT_RUNS_TABLE, OUTPUT_LOG_GROUP)
 
 # A stack in one of these states has its resources (an update in flight keeps the old ones).
@@ -42,6 +44,9 @@ class StackOutputs:
     runs_table: str
     log_group: str
     stop_function_name: str | None
+    # None on a stack deployed before sweeps (issue #5).
+    sweep_state_machine_arn: str | None = None
+    stop_sweep_function_name: str | None = None
 
     def execution_arn(self, run_id: str) -> str:
         """TrainRun executions are named by run id."""
@@ -84,4 +89,6 @@ def describe_stack_outputs(cloudformation: Any, stack_name: str, region: str) ->
         runs_table=outputs[OUTPUT_RUNS_TABLE],
         log_group=outputs[OUTPUT_LOG_GROUP],
         stop_function_name=outputs.get(OUTPUT_STOP_FUNCTION),
+        sweep_state_machine_arn=outputs.get(OUTPUT_SWEEP_STATE_MACHINE),
+        stop_sweep_function_name=outputs.get(OUTPUT_STOP_SWEEP_FUNCTION),
     )

@@ -5,20 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runctl.cli_options import run_options
+from lambdas.models.run_record import RunRecord
+from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import RunState
 from runctl.client.reading import RunReader
 from runctl.client.store import AwsRunStore
+from runctl.errors import SweepNotFound
 from runctl.local.history import LocalHistory
-from runctl.packaging import package_directory
+from runctl.packaging import CodePackage, package_directory
 from runctl.render import FollowDisplay, console, print_outcome, print_state
-from runctl.run_request import RunRequest, plan_run
+from runctl.render_sweeps import SweepDisplay, print_sweep_outcome, sweep_summaries_table
+from runctl.run_request import RunPlan, RunRequest, plan_run
 from runctl.runs_commands import make_runs_app
 from runctl.source_info import source_info
+from runctl.sweeps import SweepOptions, SweepOutcome, checked_sweep, new_sweep_id
+
+if TYPE_CHECKING:
+    from runctl.local.session import LocalSession
+    from runctl.local.sweeps import LocalSweeps
 
 local_app = typer.Typer(
     help="Run locally: same state machine and Lambdas, emulated AWS.", no_args_is_help=True
@@ -80,11 +88,7 @@ def run(
 
     plan = plan_run(request)  # fail fast, before starting the emulator
     work_dir = _local(ctx).work_dir
-    package = package_directory(plan.project_root)
-    console.print(
-        f"[bold]runctl local[/] packaging {plan.project_root} ({len(package.files)} files)",
-        markup=True,
-    )
+    package = _package(plan)
     faults = [
         *(Fault("interrupt", seconds) for seconds in interrupt_after or []),
         *(Fault("rebalance", seconds) for seconds in rebalance_after or []),
@@ -98,11 +102,76 @@ def run(
         with FollowDisplay() as display:
             outcome = session.wait(run_id, on_event=display.handle)
         if outcome.record is not None:
-            store = AwsRunStore(session.table, session.s3, session.stack.bucket)
-            LocalHistory(work_dir).save(outcome.record, store.metric_rows(outcome.record))
+            _keep(session, work_dir, [outcome.record])
     print_outcome(outcome)
     if outcome.status != "SUCCEEDED":
         raise typer.Exit(code=1)
+
+
+@local_app.command("sweep")
+@run_options
+@sweep_options
+def sweep(ctx: typer.Context, request: RunRequest, sweep: SweepOptions) -> None:
+    """Run a sweep of SCRIPT through the Sweep state machine on this machine and wait for it.
+
+    Takes the same flags as `runctl sweep`. Ctrl-C cancels the sweep: its runs stop gracefully
+    and the summary is still shown. The runs and the summary go to the local history.
+    """
+    from runctl.local.deploy import LocalSettings
+    from runctl.local.session import LocalSession
+    from runctl.local.sweeps import LocalSweeps
+
+    plan = plan_run(request)
+    sweep_id = new_sweep_id()
+    checked_sweep(sweep.spec(plan.pending_spec()), sweep_id)  # before starting the emulator
+    work_dir = _local(ctx).work_dir
+    package = _package(plan)
+    with LocalSession(work_dir, LocalSettings()) as session:
+        code_uri, _ = session.upload_code(package)
+        base = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
+        sweeps = LocalSweeps(session)
+        sweeps.start(sweep.spec(base), sweep_id)
+        console.print(f"started sweep [bold]{sweep_id}[/] [dim](Ctrl-C cancels it)[/]")
+        outcome = _wait_or_cancel(sweeps, sweep_id)
+        if outcome.summary is not None:
+            records = [session.table.get(run.run_id) for run in outcome.summary.runs]
+            _keep(session, work_dir, [record for record in records if record is not None])
+            LocalHistory(work_dir).save_sweep(outcome.summary)
+    print_sweep_outcome(outcome)
+    if outcome.execution_status != "SUCCEEDED":
+        raise typer.Exit(code=1)
+
+
+def _wait_or_cancel(sweeps: LocalSweeps, sweep_id: str) -> SweepOutcome:
+    """Until the sweep ends; the first Ctrl-C cancels it gracefully and waits for its summary
+    (the emulator goes away with this process, so the sweep cannot go on without it)."""
+    # A week: local sweeps end when their runs do; Ctrl-C is the way out.
+    timeout = 7 * 24 * 3600
+    try:
+        with SweepDisplay(sweep_id) as display:
+            return sweeps.wait(sweep_id, timeout, on_progress=display.update)
+    except KeyboardInterrupt:
+        console.print(f"\ncancelling sweep {sweep_id}: its runs checkpoint and stop", markup=False)
+    sweeps.cancel(sweep_id)
+    with SweepDisplay(sweep_id) as display:
+        return sweeps.wait(sweep_id, timeout, on_progress=display.update)
+
+
+def _package(plan: RunPlan) -> CodePackage:
+    package = package_directory(plan.project_root)
+    console.print(
+        f"[bold]runctl local[/] packaging {plan.project_root} ({len(package.files)} files)",
+        markup=True,
+    )
+    return package
+
+
+def _keep(session: LocalSession, work_dir: Path, records: list[RunRecord]) -> None:
+    """Finished runs into the local history, with their metrics (the emulator is going away)."""
+    store = AwsRunStore(session.table, session.s3, session.stack.bucket)
+    history = LocalHistory(work_dir)
+    for record in records:
+        history.save(record, store.metric_rows(record))
 
 
 @local_app.command("status")
@@ -115,3 +184,32 @@ def status(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RU
 local_app.add_typer(
     make_runs_app(lambda ctx: _local(ctx).reader(), where=LOCAL_HISTORY_WHERE), name="runs"
 )
+
+local_sweeps_app = typer.Typer(help="Sweeps run with `runctl local sweep` (local history).")
+
+
+@local_sweeps_app.command("list")
+def list_sweeps(ctx: typer.Context) -> None:
+    """The local sweeps, newest first."""
+    summaries = LocalHistory(_local(ctx).work_dir).list_sweeps()
+    if not summaries:
+        console.print("no local sweeps yet")
+        return
+    console.print(sweep_summaries_table(summaries))
+
+
+@local_sweeps_app.command("show")
+def show_sweep(
+    ctx: typer.Context, sweep_id: Annotated[str, typer.Argument(metavar="SWEEP")]
+) -> None:
+    """A local sweep's summary: every run, its values, status, objective; the best starred."""
+    summary = LocalHistory(_local(ctx).work_dir).sweep(sweep_id)
+    if summary is None:
+        raise SweepNotFound(
+            f"no sweep {sweep_id!r} in the local history: `runctl local sweeps list` shows them"
+        )
+    status = "SUCCEEDED" if summary.verdict.value == "succeeded" else "FAILED"
+    print_sweep_outcome(SweepOutcome(sweep_id, status, summary.error, None, summary))
+
+
+local_app.add_typer(local_sweeps_app, name="sweeps")

@@ -3,6 +3,7 @@ record and metrics are kept on disk, where `runctl local runs ...` reads them.
 
     <work dir>/history/<run_id>/record.json
     <work dir>/history/<run_id>/attempts/<n>/metrics.jsonl   (the same rows as in S3)
+    <work dir>/history/.sweeps/<sweep_id>.json                (`runctl local sweep` summaries)
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from lambdas.models.run_record import RunRecord, RunStatus
+from lambdas.models.sweep_summary import SweepSummary
 from runctl.client.metrics import parse_metric_lines
 from runctl.client.store import METRICS_FILE
 from runctl.errors import RunctlError
 
 HISTORY_DIR = "history"
 RECORD_FILE = "record.json"
+# Cannot be a run id (those start with a letter or digit).
+SWEEPS_DIR = ".sweeps"
 # Run ids name folders here: nothing else may (no '..', no '/').
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
@@ -46,6 +50,31 @@ class LocalHistory:
         temporary.write_text(record.model_dump_json(indent=2), encoding="utf-8")
         temporary.replace(folder / RECORD_FILE)
         return folder
+
+    def save_sweep(self, summary: SweepSummary) -> Path:
+        if not _RUN_ID.match(summary.sweep_id):
+            raise ValueError(f"not a sweep id: {summary.sweep_id!r}")
+        folder = self.root / SWEEPS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{summary.sweep_id}.json"
+        temporary = folder / f".{summary.sweep_id}.json.tmp"
+        temporary.write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+        temporary.replace(path)
+        return path
+
+    def sweep(self, sweep_id: str) -> SweepSummary | None:
+        path = self.root / SWEEPS_DIR / f"{sweep_id}.json"
+        if not _RUN_ID.match(sweep_id) or not path.is_file():
+            return None
+        return SweepSummary.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def list_sweeps(self) -> list[SweepSummary]:
+        """Newest first."""
+        paths = (self.root / SWEEPS_DIR).glob("*.json")
+        summaries = [
+            SweepSummary.model_validate_json(path.read_text(encoding="utf-8")) for path in paths
+        ]
+        return sorted(summaries, key=lambda summary: summary.written_at, reverse=True)
 
     def get(self, run_id: str) -> RunRecord | None:
         folder = self._folder(run_id)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lambdas.functions import STOP_SWEEP
 from runctl.client.stack import (
     OUTPUT_BUCKET,
     OUTPUT_LOG_GROUP,
     OUTPUT_RUNS_TABLE,
     OUTPUT_STATE_MACHINE,
     OUTPUT_STOP_FUNCTION,
+    OUTPUT_STOP_SWEEP_FUNCTION,
+    OUTPUT_SWEEP_STATE_MACHINE,
 )
 from runctl.local.deploy import LocalStack
 
@@ -25,10 +28,15 @@ def outputs_template(stack: LocalStack, stack_name: str) -> dict[str, Any]:
         OUTPUT_BUCKET: stack.bucket,
         OUTPUT_RUNS_TABLE: stack.table,
         OUTPUT_LOG_GROUP: stack.log_group,
+        OUTPUT_SWEEP_STATE_MACHINE: stack.sweep_state_machine_arn,
     }
-    stop_arn = stack.function_arns.get(STOP_FUNCTION_STEP)
-    if stop_arn is not None:
-        outputs[OUTPUT_STOP_FUNCTION] = stop_arn.rsplit(":", 1)[-1]
+    for output, step in (
+        (OUTPUT_STOP_FUNCTION, STOP_FUNCTION_STEP),
+        (OUTPUT_STOP_SWEEP_FUNCTION, STOP_SWEEP.name),
+    ):
+        arn = stack.function_arns.get(step)
+        if arn is not None:
+            outputs[output] = arn.rsplit(":", 1)[-1]
     return {
         # CloudFormation wants at least one resource: a parameter naming the stack will do.
         "Resources": {

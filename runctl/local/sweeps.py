@@ -8,6 +8,7 @@ with LocalSession(root) as session:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lambdas.functions import STOP_SWEEP
@@ -15,7 +16,14 @@ from lambdas.integrations.sweep_files import SweepFiles
 from lambdas.models.sweep_spec import SweepSpec
 from lambdas.models.sweep_summary import StopSweepOutput
 from runctl.local.session import LocalSession
-from runctl.sweeps import SweepOutcome, cancel_sweep, start_sweep, wait_for_sweep
+from runctl.sweeps import (
+    SweepOutcome,
+    SweepProgress,
+    SweepWatcher,
+    cancel_sweep,
+    start_sweep,
+    wait_for_sweep,
+)
 
 
 class LocalSweeps:
@@ -32,8 +40,13 @@ class LocalSweeps:
         return start_sweep(self.session.sfn, self.state_machine_arn, spec, sweep_id)
 
     def wait(
-        self, sweep_id: str, timeout_seconds: float = 900, poll_seconds: float = 0.5
+        self,
+        sweep_id: str,
+        timeout_seconds: float = 900,
+        poll_seconds: float = 0.5,
+        on_progress: Callable[[SweepProgress], None] | None = None,
     ) -> SweepOutcome:
+        watcher = SweepWatcher(self.files, self.session.table, sweep_id)
         return wait_for_sweep(
             self.session.sfn,
             self.files,
@@ -41,6 +54,7 @@ class LocalSweeps:
             sweep_id,
             timeout_seconds,
             poll_seconds,
+            on_poll=(lambda: on_progress(watcher.poll())) if on_progress else lambda: None,
         )
 
     def cancel(self, sweep_id: str) -> StopSweepOutput:

@@ -20,6 +20,7 @@ from lambdas.models.sweep_summary import (
     SweepVerdict,
 )
 from runctl.errors import AwsRequestFailed, SpecError
+from runctl.render_sweeps import sweep_summary_table
 from runctl.sweeps import (
     build_sweep_spec,
     cancel_sweep,
@@ -28,7 +29,6 @@ from runctl.sweeps import (
     parse_grid,
     parse_objective,
     parse_sample,
-    sweep_summary_table,
 )
 
 BASE: dict[str, Any] = {

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+import sys
 import time
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -112,17 +116,23 @@ def test_given_two_attempts_when_start_scripts_are_built_then_locks_differ():
 def test_given_hostile_agent_uri_when_install_script_is_built_then_uri_and_region_are_words(
     install_script,
 ):
-    words = shlex.split(_line(install_script, "python3 - "))
+    words = shlex.split(_line(install_script, "flock "))
 
-    assert words[:5] == ["python3", "-", HOSTILE_AGENT_URI, HOSTILE_REGION, "$RUNCTL_HOME"]
+    assert words[:7] == [
+        "flock",
+        "$RUNCTL_HOME/install.lock",
+        "python3",
+        "-",
+        HOSTILE_AGENT_URI,
+        HOSTILE_REGION,
+        "$RUNCTL_HOME",
+    ]
 
 
 def test_given_install_script_when_built_then_python_heredoc_is_not_expanded(install_script):
     # A quoted heredoc delimiter: bash leaves $ and ` inside the Python source alone.
-    assert _line(install_script, "python3 - ").endswith("<<'RUNCTL_PY'")
-    assert install_script.index("RUNCTL_PY") > install_script.index(
-        _line(install_script, "python3 - ")
-    )
+    assert _line(install_script, "flock ").endswith("<<'RUNCTL_PY'")
+    assert install_script.index("RUNCTL_PY") > install_script.index(_line(install_script, "flock "))
 
 
 def test_given_hostile_run_id_when_start_script_runs_then_agent_gets_it_as_one_argument(
@@ -174,3 +184,95 @@ def _wait_for(path, seconds: float = 5.0) -> None:
         if path.exists() and path.read_bytes().endswith(b"\0"):
             return
         time.sleep(0.02)
+
+
+# A stand-in boto3 whose download_file serves the next file listed in STUB_DOWNLOADS (one per
+# call, the last one repeating), so the installer can be run for real without S3.
+_STUB_BOTO3 = """
+import os, shutil
+
+class _S3:
+    def download_file(self, bucket, key, path):
+        served = os.environ["STUB_DOWNLOADS"].split(os.pathsep)
+        counter = os.environ["STUB_COUNTER"]
+        calls = len(open(counter).read()) if os.path.exists(counter) else 0
+        with open(counter, "a") as handle:
+            handle.write("x")
+        shutil.copyfile(served[min(calls, len(served) - 1)], path)
+
+def client(service, region_name=None):
+    return _S3()
+"""
+
+
+@pytest.fixture
+def installer(tmp_path):
+    """Run the install script against a stub S3; returns (run, home, counter)."""
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "boto3.py").write_text(_STUB_BOTO3)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    agent = tmp_path / "agent.zip"
+    with zipfile.ZipFile(agent, "w") as archive:
+        archive.writestr("__init__.py", "VERSION = 'stub'\n")
+        archive.writestr("main.py", "print('agent')\n")
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(agent.read_bytes().replace(b"VERSION", b"VERSXON"))
+    home = tmp_path / "home"
+    counter = tmp_path / "downloads"
+
+    def run(*downloads: Path) -> subprocess.Popen[str]:
+        env = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "PYTHONPATH": str(stub),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "RUNCTL_HOME": str(home),
+            "STUB_DOWNLOADS": os.pathsep.join(str(path) for path in downloads),
+            "STUB_COUNTER": str(counter),
+        }
+        script = install_agent_script("s3://bucket/agent/instance_agent.zip", "us-east-1")
+        return subprocess.Popen(
+            ["bash", "-c", "\n".join(script)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    return run, home, counter, agent, corrupt
+
+
+def test_given_a_corrupt_download_when_installing_then_it_is_fetched_again(installer):
+    run, home, counter, agent, corrupt = installer
+
+    process = run(corrupt, agent)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    assert "install attempt 1 failed: BadZipFile" in stderr
+    assert stdout.strip().endswith("agent import ok")
+    assert counter.read_text() == "xx"
+    assert sorted(path.name for path in (home / "instance_agent").iterdir()) == [
+        "__init__.py",
+        "main.py",
+    ]
+
+
+def test_given_two_installs_at_once_on_one_instance_then_both_succeed_with_one_whole_agent(
+    installer,
+):
+    run, home, counter, agent, _ = installer
+
+    processes = [run(agent), run(agent)]
+    results = [process.communicate(timeout=60) for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0], results
+    assert counter.read_text() == "xx"
+    assert sorted(path.name for path in (home / "instance_agent").iterdir()) == [
+        "__init__.py",
+        "main.py",
+    ]
+    assert [path.name for path in home.glob(".agent-*")] == []  # no staging left behind

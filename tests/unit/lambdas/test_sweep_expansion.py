@@ -73,9 +73,13 @@ def test_runs_of_a_sweep_share_an_experiment_named_after_it_unless_the_base_name
     unnamed = plan_sweep(parse_sweep_spec(sweep(grid={"lr": [0.1]})), "sweep-a")
     named_base = {**BASE, "experiment": "resnet"}
     named = plan_sweep(parse_sweep_spec({"base_spec": named_base, "grid": {"lr": [0.1]}}), "s")
+    # What the CLI sends when --experiment was not given.
+    null_base = {**BASE, "experiment": None}
+    null = plan_sweep(parse_sweep_spec({"base_spec": null_base, "grid": {"lr": [0.1]}}), "s-b")
 
     assert unnamed.base_spec["experiment"] == "sweep-a"
     assert named.base_spec["experiment"] == "resnet"
+    assert null.base_spec["experiment"] == "s-b"
 
 
 def test_booleans_and_numbers_equal_in_python_are_different_grid_values():
