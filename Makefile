@@ -44,9 +44,10 @@ synth: $(STAMP) $(NODE_STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-## Regenerate the published RunSpec JSON Schema.
+## Regenerate the published RunSpec and SweepSpec JSON Schemas.
 schema: $(STAMP)
 	$(VENV)/bin/runctl schema --output schemas/runspec.schema.json
+	$(VENV)/bin/runctl schema --sweep --output schemas/sweepspec.schema.json
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .runctl-local .pytest_cache .ruff_cache .mypy_cache

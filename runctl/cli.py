@@ -13,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from lambdas.models.run_spec import RunSpec
+from lambdas.models.sweep_spec import SweepSpec
 from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import Client
 from runctl.errors import RunctlError
@@ -185,9 +186,13 @@ def schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write to this file instead of stdout")
     ] = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="the SweepSpec's (a Sweep execution's input) instead")
+    ] = False,
 ) -> None:
     """Print the RunSpec JSON Schema (what a run's input must look like)."""
-    text = json.dumps(RunSpec.model_json_schema(), indent=2) + "\n"
+    model = SweepSpec if sweep else RunSpec
+    text = json.dumps(model.model_json_schema(), indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -217,12 +222,14 @@ def sweep_command(
     console.print(
         f"started sweep [bold]{submission.sweep_id}[/]: {submission.total_runs} runs, "
         f"{spec.max_parallel} at a time"
-        + (f", best by {escape(spec.objective)}" if spec.objective else "")
+        + (f", best by {escape(spec.objective)}" if spec.objective else ""),
+        soft_wrap=True,
     )
     if not wait:
         console.print(
             f"[dim]follow it: runctl sweeps show {submission.sweep_id} --wait  |  cancel it: "
-            f"runctl sweeps cancel {submission.sweep_id}[/]"
+            f"runctl sweeps cancel {submission.sweep_id}[/]",
+            soft_wrap=True,
         )
         return
     _follow_sweep(client, submission.sweep_id)
@@ -277,7 +284,8 @@ def cancel_sweep(
 ) -> None:
     """Cancel a sweep: no more runs start, and the running ones stop gracefully."""
     result = _cloud(ctx).client().cancel_sweep(sweep_id)
-    console.print(f"{result.sweep_id}: {result.message}", markup=False)
+    console.print(result.message, markup=False, soft_wrap=True)
+    console.print(f"[dim]see how it ended: runctl sweeps show {sweep_id} --wait[/]")
 
 
 app.add_typer(

@@ -63,11 +63,15 @@ def stop_sweep(
         sweep_id=sweep_id,
         stop=standing,
         runs_asked_to_stop=asked,
-        message=(
-            f"sweep {sweep_id} starts no more runs; {len(asked)} running runs were asked to "
-            "stop (checkpoint, upload, CANCELLED)"
-        ),
+        message=f"sweep {sweep_id} starts no more runs; {_asked_to_stop(asked)}",
     )
+
+
+def _asked_to_stop(asked: list[str]) -> str:
+    if not asked:
+        return "none of its runs was running"
+    runs = "1 running run was" if len(asked) == 1 else f"{len(asked)} running runs were"
+    return f"{runs} asked to stop (checkpoint, upload, CANCELLED): {', '.join(asked)}"
 
 
 def on_sweep_run_failed(

@@ -1,6 +1,7 @@
-"""The runctl SDK: `Client` for the deployed stack; RunRequest describes a run."""
+"""The runctl SDK: `Client` for the deployed stack; RunRequest describes a run, SweepOptions
+a sweep over it."""
 
-from runctl.client.client import Client, RunState, StopResult, Submission
+from runctl.client.client import Client, RunState, StopResult, Submission, SweepSubmission
 from runctl.errors import (
     NoCredentials,
     RunctlError,
@@ -8,8 +9,10 @@ from runctl.errors import (
     ScriptNotFound,
     SpecError,
     StackNotFound,
+    SweepNotFound,
 )
 from runctl.run_request import RunRequest
+from runctl.sweeps import SweepOptions, SweepOutcome
 
 __all__ = [
     "Client",
@@ -23,4 +26,8 @@ __all__ = [
     "StackNotFound",
     "StopResult",
     "Submission",
+    "SweepNotFound",
+    "SweepOptions",
+    "SweepOutcome",
+    "SweepSubmission",
 ]

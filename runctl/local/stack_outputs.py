@@ -28,8 +28,9 @@ def outputs_template(stack: LocalStack, stack_name: str) -> dict[str, Any]:
         OUTPUT_BUCKET: stack.bucket,
         OUTPUT_RUNS_TABLE: stack.table,
         OUTPUT_LOG_GROUP: stack.log_group,
-        OUTPUT_SWEEP_STATE_MACHINE: stack.sweep_state_machine_arn,
     }
+    if stack.sweep_state_machine_arn:
+        outputs[OUTPUT_SWEEP_STATE_MACHINE] = stack.sweep_state_machine_arn
     for output, step in (
         (OUTPUT_STOP_FUNCTION, STOP_FUNCTION_STEP),
         (OUTPUT_STOP_SWEEP_FUNCTION, STOP_SWEEP.name),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 import time
 import traceback
@@ -20,12 +21,36 @@ from runctl.packaging import package_directory
 
 # Quick polls and a short heartbeat so a lost agent is noticed in seconds, not minutes.
 E2E_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=20)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# The stack name the CLI looks for by default (cdk.json's runctl:stackName).
+STACK = "Runctl"
+# Few, quick steps of examples/train_tiny.py: each run takes a few seconds.
+QUICK = ["--hp", "steps=15", "--hp", "step_seconds=0"]
 
 
 @pytest.fixture(scope="module")
 def local_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
     with LocalSession(tmp_path_factory.mktemp("runctl-local"), E2E_SETTINGS) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
+    """A local deployment registered as the stack STACK: the CLI's cloud commands find it
+    through DescribeStacks (the emulator's AWS_ENDPOINT_URL is in the environment)."""
+    with LocalSession(tmp_path_factory.mktemp("runctl-cloud"), E2E_SETTINGS) as session:
+        session.publish_stack_outputs(STACK)
+        yield session
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """examples/train_tiny.py in a project folder of its own, the working directory."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(EXAMPLES / "train_tiny.py", root / "train_tiny.py")
+    monkeypatch.chdir(root)
+    return root
 
 
 class ScriptRunner:
@@ -90,11 +115,11 @@ def wait_for_record() -> RecordWaiter:
     return wait
 
 
-def invoke_cli(*args: str) -> str:
+def invoke_cli(*args: str, exit_code: int = 0) -> str:
     """`runctl ARGS` as a user types it, on a wide terminal; its output, or the failure with its
-    traceback."""
+    traceback when it did not exit with `exit_code`."""
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
-    assert result.exit_code == 0, (
+    assert result.exit_code == exit_code, (
         result.output,
         "".join(traceback.format_exception(result.exception)) if result.exception else "",
     )

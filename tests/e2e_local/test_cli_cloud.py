@@ -8,9 +8,6 @@ stack through DescribeStacks and runs really execute: state machine, Lambdas, ag
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from matplotlib import colors as mcolors
@@ -21,33 +18,9 @@ from lambdas.models.run_record import RunStatus
 from runctl.cli import app
 from runctl.client import Client
 from runctl.client.plotting import curve_id
-from runctl.local.session import LocalSession
-from tests.e2e_local.conftest import invoke_cli
-
-from .conftest import E2E_SETTINGS
+from tests.e2e_local.conftest import QUICK, STACK, invoke_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-STACK = "Runctl"
-# Few, quick steps: each run takes a few seconds.
-QUICK = ["--hp", "steps=15", "--hp", "step_seconds=0"]
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
-    with LocalSession(tmp_path_factory.mktemp("runctl-cloud"), E2E_SETTINGS) as session:
-        session.publish_stack_outputs(STACK)
-        yield session
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(EXAMPLES / "train_tiny.py", root / "train_tiny.py")
-    monkeypatch.chdir(root)
-    return root
 
 
 def _run_id(output: str) -> str:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import shutil
 import traceback
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from runctl.cli import app
+from tests.e2e_local.conftest import EXAMPLES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_local_run_of_the_example_prints_progress_and_succeeds(tmp_path, monkeypatch):

@@ -5,7 +5,6 @@ or stop the rest gracefully; a cancelled sweep leaves no instance."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +15,10 @@ from lambdas.models.sweep_summary import SweepRunStatus, SweepVerdict
 from runctl.local.session import LocalSession
 from runctl.local.sweeps import LocalSweeps, SweepOutcome
 from runctl.packaging import package_directory
+from tests.e2e_local.conftest import EXAMPLES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # A few quick steps per run: the sweep's mechanics are under test, not the training.
 QUICK = {"steps": 20, "step_seconds": 0.01, "checkpoint_every": 10}
 # Long enough to be running whenever the sweep is stopped (it is stopped, never waited for).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runctl.client import stack as client_stack
+
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 
@@ -103,6 +105,12 @@ def test_outputs_have_stable_ids(synthesized):
         "LogGroupName",
         "InstanceRoleArn",
     }
+    # Every output the client looks for (runctl/client/stack.py) is one the stack has.
+    client_outputs = {
+        value for name, value in vars(client_stack).items() if name.startswith("OUTPUT_")
+    }
+    assert len(client_outputs) >= 7
+    assert client_outputs <= set(outputs)
     assert outputs["BucketName"]["Value"] == {
         "Ref": synthesized.logical_id(synthesized.stack.storage.bucket)
     }

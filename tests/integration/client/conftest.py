@@ -22,6 +22,7 @@ from moto import mock_aws
 
 from lambdas.constants import log_stream_name
 from lambdas.models.run_record import RunRecord
+from runctl import render
 from runctl.client.store import metrics_key
 from runctl.local.deploy import LocalStack
 from runctl.local.stack_outputs import publish_stack_outputs
@@ -100,6 +101,16 @@ def cloud(moto_cloud) -> CloudFixture:
     stack = LocalStack(BUCKET, TABLE, LOG_GROUP, state_machine, function_arns={})
     publish_stack_outputs(stack, STACK_NAME, session.client("cloudformation"))
     return CloudFixture(stack, session)
+
+
+@pytest.fixture
+def wide_console():
+    """The CLI's console is made once per process, so COLUMNS set later may not reach it: give it
+    a wide terminal for this test and put its own width back after."""
+    saved = render.console._width
+    render.console.width = 200
+    yield
+    render.console._width = saved
 
 
 def record(run_id: str, **fields: Any) -> RunRecord:

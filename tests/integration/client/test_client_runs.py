@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from lambdas.models.run_record import Attempt, AttemptCost, MetricSummary, RunCost
-from runctl import render
 from runctl.cli import app
 from runctl.client import Client, RunNotFound, RunRequest
 from runctl.client.plotting import curve_id
@@ -138,16 +137,6 @@ def test_compare_plot_draws_every_run_s_curves(two_runs, tmp_path):
 def test_metrics_merge_attempts_with_the_resumed_points_winning(two_runs):
     series = Client(stack_name=STACK_NAME).metrics("run-a")
     assert series.curves["loss"] == [(1.0, 1.0), (2.0, 0.5), (3.0, 0.2), (4.0, 0.15)]
-
-
-@pytest.fixture
-def wide_console():
-    """The CLI's console is made once per process, so COLUMNS set later may not reach it: give it
-    a wide terminal for this test and put its own width back after."""
-    saved = render.console._width
-    render.console.width = 200
-    yield
-    render.console._width = saved
 
 
 def test_show_tells_the_experiment_record_attempts_and_cost(two_runs, wide_console):

@@ -222,6 +222,10 @@ def test_cancel_marks_the_sweep_cancelled_and_stops_its_live_runs(
 
     assert answer["stop"]["reason"] == "cancelled"
     assert answer["runs_asked_to_stop"] == [booting]
+    assert answer["message"] == (
+        f"sweep {SWEEP} starts no more runs; 1 running run was asked to stop "
+        f"(checkpoint, upload, CANCELLED): {booting}"
+    )
     assert read_record(booting)["stop_requested_at"]
 
 

@@ -1,4 +1,4 @@
-"""The README's "Using the CLI" section names commands and SDK calls that exist."""
+"""The README's "Using the CLI" and "Sweeps" sections name commands and SDK calls that exist."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 from typer.main import get_command
 
 from runctl.cli import app
@@ -14,15 +15,16 @@ from runctl.client import Client
 README = Path(__file__).resolve().parents[3] / "README.md"
 
 
-def _section() -> str:
+def _section(title: str = "Using the CLI") -> str:
     text = README.read_text()
-    start = text.index("## Using the CLI")
+    start = text.index(f"## {title}\n")
     return text[start : text.index("\n## ", start + 1)]
 
 
-def test_every_command_in_the_section_exists():
+@pytest.mark.parametrize("title", ["Using the CLI", "Sweeps"])
+def test_every_command_in_the_section_exists(title):
     group = get_command(app)
-    shown = re.findall(r"^runctl ([a-z]+)(?: ([a-z]+))?", _section(), re.M)
+    shown = re.findall(r"^runctl ([a-z]+)(?: ([a-z]+))?", _section(title), re.M)
     assert shown
     for command, sub in shown:
         assert command in group.commands  # type: ignore[attr-defined]
@@ -42,3 +44,9 @@ def test_the_sdk_example_calls_methods_the_client_has():
     }
     assert calls == {"submit", "follow", "compare", "plot"}
     assert all(callable(getattr(Client, name)) for name in calls)
+
+
+def test_the_sweeps_section_names_sdk_methods_the_client_has():
+    named = set(re.findall(r"client\.([a-z_]+)", _section("Sweeps")))
+    assert named == {"submit_sweep", "follow_sweep", "sweep", "cancel_sweep", "list_sweeps"}
+    assert all(callable(getattr(Client, name)) for name in named)
