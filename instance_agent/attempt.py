@@ -65,7 +65,7 @@ from .script import (
     start_script,
 )
 from .session import ScriptSession
-from .staging import stage_code, stage_data
+from .staging import StagingInterrupted, stage_code, stage_data
 from .streams import ScriptOutput
 from .task_token import TaskToken, heartbeat_interval
 from .workdir import WorkDirs
@@ -184,7 +184,10 @@ class AttemptRunner:
         self.checkpoints = checkpoints
         if self.ending.interrupted:  # staging can be long: skip what is left of it
             return self._finish_interrupted()
-        stage_data(self.clients.s3, spec.data, dirs.data)
+        try:
+            stage_data(self.clients.s3, spec.data, dirs.data, lambda: self.ending.interrupted)
+        except StagingInterrupted as stopped:
+            logger.info("data staging stopped: %s", stopped)
         if self.ending.interrupted:
             return self._finish_interrupted()
         self._resume(checkpoints, dirs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,14 @@ def upload_file(s3: Any, path: Path, bucket: str, key: str, content_type: str = 
     s3.upload_file(str(path), bucket, key, ExtraArgs=extra)
 
 
-def download_file(s3: Any, bucket: str, key: str, path: Path) -> None:
+def download_file(
+    s3: Any, bucket: str, key: str, path: Path, progress: Callable[[int], None] | None = None
+) -> None:
+    """boto3's transfer manager (parallel ranged GETs, written under a temporary name and renamed
+    when whole); `progress` is called with each chunk's size, and an exception it raises aborts
+    the download."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    s3.download_file(bucket, key, str(path))
+    s3.download_file(bucket, key, str(path), **({"Callback": progress} if progress else {}))
 
 
 def put_json(s3: Any, bucket: str, key: str, value: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -16,6 +17,17 @@ from .layout import s3_uri, split_s3_uri
 from .s3io import download_file, is_missing
 
 logger = logging.getLogger(__name__)
+
+Interrupted = Callable[[], bool]
+
+
+class StagingInterrupted(Exception):
+    """The attempt was interrupted while its data was staging: what is left is not fetched (a
+    large dataset could outlast the two-minute warning), and the attempt hands off at once."""
+
+
+def _never() -> bool:
+    return False
 
 
 def stage_code(
@@ -38,26 +50,29 @@ def stage_code(
     logger.info("staged code from %s (%d entries)", uri, count)
 
 
-def stage_data(s3: Any, items: list[DataItem], data_dir: Path) -> None:
-    """Stage each data item into data_dir/<name>/, keeping the key layout under a prefix."""
+def stage_data(
+    s3: Any, items: list[DataItem], data_dir: Path, interrupted: Interrupted = _never
+) -> None:
+    """Stage each data item into data_dir/<name>/, keeping the key layout under a prefix.
+    StagingInterrupted as soon as `interrupted()` says so, even in the middle of a file."""
     for item in items:
-        count = stage_data_item(s3, item.s3_uri, data_dir / item.name)
+        count = stage_data_item(s3, item.s3_uri, data_dir / item.name, interrupted)
         logger.info("staged %d object(s) from %s into %s", count, item.s3_uri, item.name)
 
 
-def stage_data_item(s3: Any, uri: str, target: Path) -> int:
+def stage_data_item(s3: Any, uri: str, target: Path, interrupted: Interrupted = _never) -> int:
     """An object lands as target/<its name>; a prefix (ending in '/') as target/<rest of key>."""
     bucket, key = _split(uri)
     target.mkdir(parents=True, exist_ok=True)
     if key and not key.endswith("/"):
-        _download(s3, bucket, key, target / PurePosixPath(key).name)
+        _download(s3, bucket, key, target / PurePosixPath(key).name, interrupted)
         return 1
     count = 0
     for object_key in _list_keys(s3, bucket, key):
         if object_key.endswith("/"):
             continue  # a console-made "folder" marker, not data
         relative = _relative_key(object_key[len(key) :], uri)
-        _download(s3, bucket, object_key, target / relative)
+        _download(s3, bucket, object_key, target / relative, interrupted)
         count += 1
     if count == 0:
         raise StagingError(f"no objects under {uri}")
@@ -79,9 +94,16 @@ def _relative_key(rest: str, uri: str) -> PurePosixPath:
     return path
 
 
-def _download(s3: Any, bucket: str, key: str, path: Path) -> None:
+def _download(
+    s3: Any, bucket: str, key: str, path: Path, interrupted: Interrupted = _never
+) -> None:
+    def check(_chunk: int = 0) -> None:
+        if interrupted():
+            raise StagingInterrupted(f"interrupted while staging {s3_uri(bucket, key)}")
+
+    check()
     try:
-        download_file(s3, bucket, key, path)
+        download_file(s3, bucket, key, path, progress=check)
     except ClientError as error:
         where = s3_uri(bucket, key)
         if is_missing(error):

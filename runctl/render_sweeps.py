@@ -75,8 +75,9 @@ def print_sweep_outcome(outcome: SweepOutcome) -> None:
         return
     # Failed before any run (an invalid sweep) or stopped by hand before its summary.
     console.print(f"sweep {outcome.sweep_id}: {styled_status(outcome.execution_status)}")
-    if outcome.error or outcome.cause:
-        console.print(f"  {outcome.error}: {outcome.cause}", markup=False, soft_wrap=True)
+    why = ": ".join(part for part in (outcome.error, outcome.cause) if part)
+    if why:
+        console.print(f"  {why}", markup=False, soft_wrap=True)
 
 
 def sweeps_table(executions: Sequence[dict[str, Any]]) -> Table:
@@ -122,7 +123,7 @@ def sweep_summary_table(summary: SweepSummary) -> Table:
     verdict = summary.verdict.value
     table = Table(
         title=f"sweep {summary.sweep_id}: [{_VERDICT_STYLE[verdict]}]{verdict.upper()}[/] - "
-        f"{summary.message}",
+        f"{escape(summary.message)}",
         title_justify="left",
         caption=_caption(summary),
         caption_justify="left",
@@ -130,10 +131,10 @@ def sweep_summary_table(summary: SweepSummary) -> Table:
     names = list(dict.fromkeys(name for run in summary.runs for name in run.swept))
     table.add_column("run")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     table.add_column("status")
     if summary.objective:
-        table.add_column(summary.objective, justify="right")
+        table.add_column(escape(summary.objective), justify="right")
     table.add_column("cost", justify="right")
     table.add_column("time", justify="right")
     table.add_column("error", max_width=_ERROR_WIDTH, overflow="ellipsis", no_wrap=True)
@@ -146,7 +147,7 @@ def sweep_summary_table(summary: SweepSummary) -> Table:
         if summary.objective:
             cells.append(_value(run.objective_value))
         cost = format_usd(run.cost_usd) if run.cost_usd is not None else "-"
-        cells += [cost, format_duration(run.duration_seconds), run.error or ""]
+        cells += [cost, format_duration(run.duration_seconds), escape(run.error or "")]
         table.add_row(*cells, style="bold" if run.run_id == best_id else None)
     return table
 
@@ -163,4 +164,5 @@ def _caption(summary: SweepSummary) -> str:
 
 
 def _value(value: Any) -> str:
-    return "-" if value is None else format_value(value)
+    """A user's value as text, never as rich markup (a value may be '[/data]')."""
+    return "-" if value is None else escape(format_value(value))

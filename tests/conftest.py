@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -38,3 +39,17 @@ def _clear_lambda_caches() -> None:
     # Both are process-wide caches: a client made under one test's mock must not serve the next.
     lambda_env.cache_clear()
     aws_client.cache_clear()
+
+
+@contextmanager
+def wide_console(width: int = 200) -> Iterator[None]:
+    """The CLI's rich console is made once per process and may have fixed its width then (from
+    COLUMNS, or an earlier test): tests that read tables give it a wide one, and put it back."""
+    from runctl import render  # the CLI's, only for the tests that use it
+
+    saved = render.console._width
+    render.console.width = width
+    try:
+        yield
+    finally:
+        render.console._width = saved

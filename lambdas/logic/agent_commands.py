@@ -24,14 +24,18 @@ _PRELUDE = [
     'cd "$RUNCTL_HOME"',
 ]
 
-# Installs are serialised by flock (a retried BootstrapInstance may send a second one) and each
-# unpacks into a fresh directory swapped in whole, so a failed or concurrent install never leaves
-# a half-unpacked agent. A download that fails or arrives corrupt is fetched again.
+# The whole install holds a lock (a retried BootstrapInstance may send a second one while the
+# first runs). It unpacks into a fresh directory, swapped in whole: the old agent is renamed
+# aside first, so a failed install never leaves half an agent. A download that fails or
+# arrives corrupt is fetched again; staging left by a killed install is removed.
 _DOWNLOAD_AGENT = """\
-import os, shutil, sys, tempfile, time, zipfile
+import glob, os, shutil, sys, tempfile, time, zipfile
 import boto3
 uri, region, home = sys.argv[1], sys.argv[2], sys.argv[3]
+pause = float(os.environ.get("RUNCTL_INSTALL_RETRY_SECONDS", "2"))
 bucket, key = uri[len("s3://"):].split("/", 1)
+for stale in glob.glob(os.path.join(home, ".agent-*")):
+    shutil.rmtree(stale, ignore_errors=True)
 s3 = boto3.client("s3", region_name=region)
 target = os.path.join(home, "instance_agent")
 for attempt in range(1, 4):
@@ -43,30 +47,34 @@ for attempt in range(1, 4):
             corrupt = zipped.testzip()
             if corrupt is not None:
                 raise zipfile.BadZipFile("corrupt member " + corrupt)
-            zipped.extractall(os.path.join(staging, "instance_agent"))
+            zipped.extractall(os.path.join(staging, "new"))
         break
     except Exception as error:
         shutil.rmtree(staging, ignore_errors=True)
         if attempt == 3:
             raise
         print("install attempt", attempt, "failed:", repr(error), file=sys.stderr)
-        time.sleep(2 * attempt)
-shutil.rmtree(target, ignore_errors=True)
-os.replace(os.path.join(staging, "instance_agent"), target)
-shutil.rmtree(staging)
+        time.sleep(pause * attempt)
+if os.path.exists(target):
+    os.replace(target, os.path.join(staging, "old"))
+os.replace(os.path.join(staging, "new"), target)
+shutil.rmtree(staging, ignore_errors=True)
 print("agent installed in", target)"""
 
 
 def install_agent_script(agent_s3_uri: str, region: str) -> list[str]:
-    """Make sure python3 has boto3 (stock AL2023 may lack it), then fetch and unpack the agent."""
+    """Make sure python3 has boto3 (stock AL2023 may lack it), then fetch and unpack the agent,
+    all under one lock."""
     return [
         *_PRELUDE,
+        'exec 9>"$RUNCTL_HOME/install.lock"',
+        "flock -w 600 9",
         "if ! python3 -c 'import boto3' >/dev/null 2>&1; then",
         "  if command -v dnf >/dev/null 2>&1; then dnf install -y -q python3-boto3; "
         "else python3 -m pip install -q boto3; fi",
         "fi",
-        f'flock "$RUNCTL_HOME/install.lock" python3 - {shlex.quote(agent_s3_uri)} '
-        f"{shlex.quote(region)} \"$RUNCTL_HOME\" <<'RUNCTL_PY'",
+        f'python3 - {shlex.quote(agent_s3_uri)} {shlex.quote(region)} "$RUNCTL_HOME" '
+        "<<'RUNCTL_PY'",
         _DOWNLOAD_AGENT,
         "RUNCTL_PY",
         "python3 -c 'import instance_agent' && echo 'agent import ok'",

@@ -18,6 +18,7 @@ from runctl.cli import app
 from runctl.local.deploy import LocalSettings
 from runctl.local.session import LocalSession, RunEvent, RunOutcome
 from runctl.packaging import package_directory
+from tests.conftest import wide_console
 
 # Quick polls and a short heartbeat so a lost agent is noticed in seconds, not minutes.
 E2E_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=20)
@@ -118,7 +119,8 @@ def wait_for_record() -> RecordWaiter:
 def invoke_cli(*args: str, exit_code: int = 0) -> str:
     """`runctl ARGS` as a user types it, on a wide terminal; its output, or the failure with its
     traceback when it did not exit with `exit_code`."""
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    with wide_console():
+        result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
     assert result.exit_code == exit_code, (
         result.output,
         "".join(traceback.format_exception(result.exception)) if result.exception else "",

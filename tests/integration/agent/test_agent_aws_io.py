@@ -11,7 +11,7 @@ from instance_agent.errors import StagingError
 from instance_agent.logs import CloudWatchSink
 from instance_agent.main import main
 from instance_agent.run_record import RunRecord
-from instance_agent.staging import stage_data_item
+from instance_agent.staging import StagingInterrupted, stage_data_item
 
 
 def _record(harness, attempt: int = 1) -> RunRecord:
@@ -103,6 +103,35 @@ def test_a_prefix_keeps_its_key_layout_and_skips_folder_markers(harness, tmp_pat
     assert count == 2
     assert (tmp_path / "d" / "deep" / "er" / "b.txt").read_bytes() == b"p/deep/er/b.txt"
     assert not (tmp_path / "d" / "c.txt").exists()
+
+
+def test_an_interruption_stops_staging_in_the_middle_of_a_file_and_leaves_no_part(
+    harness, tmp_path: Path
+):
+    # Given a prefix of two objects, the first large enough to arrive in many chunks
+    harness.s3.put_object(Bucket="runctl-data", Key="big/a.bin", Body=b"\0" * (4 * 1024 * 1024))
+    harness.s3.put_object(Bucket="runctl-data", Key="big/b.bin", Body=b"b")
+    asked = []
+
+    def interrupted() -> bool:  # the warning arrives once the first chunk is in
+        asked.append(True)
+        return len(asked) > 2
+
+    # When it is staged
+    with pytest.raises(StagingInterrupted, match=r"s3://runctl-data/big/a\.bin"):
+        stage_data_item(harness.s3, "s3://runctl-data/big/", tmp_path / "d", interrupted)
+
+    # Then neither file is there, whole or in part
+    assert sorted(path.name for path in (tmp_path / "d").rglob("*")) == []
+
+
+def test_an_interruption_before_staging_downloads_nothing(harness, tmp_path: Path):
+    harness.s3.put_object(Bucket="runctl-data", Key="sets/one/labels.csv", Body=b"a,b")
+
+    with pytest.raises(StagingInterrupted):
+        stage_data_item(harness.s3, "s3://runctl-data/sets/", tmp_path / "d", lambda: True)
+
+    assert list((tmp_path / "d").iterdir()) == []
 
 
 def test_the_sink_creates_a_missing_log_group_and_stream(harness):

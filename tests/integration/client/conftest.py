@@ -22,10 +22,10 @@ from moto import mock_aws
 
 from lambdas.constants import log_stream_name
 from lambdas.models.run_record import RunRecord
-from runctl import render
 from runctl.client.store import metrics_key
 from runctl.local.deploy import LocalStack
 from runctl.local.stack_outputs import publish_stack_outputs
+from tests.conftest import wide_console
 
 STACK_NAME = "Runctl"
 REGION = "us-east-1"
@@ -103,14 +103,10 @@ def cloud(moto_cloud) -> CloudFixture:
     return CloudFixture(stack, session)
 
 
-@pytest.fixture
-def wide_console():
-    """The CLI's console is made once per process, so COLUMNS set later may not reach it: give it
-    a wide terminal for this test and put its own width back after."""
-    saved = render.console._width
-    render.console.width = 200
-    yield
-    render.console._width = saved
+@pytest.fixture(name="wide_console")
+def wide_console_fixture() -> Iterator[None]:
+    with wide_console():
+        yield
 
 
 def record(run_id: str, **fields: Any) -> RunRecord:

@@ -184,6 +184,30 @@ def test_summary_table_lists_every_run_and_stars_the_best():
     assert "* best by loss:min: sw-r001; total cost $0.50" in text
 
 
+def test_summary_table_shows_values_and_errors_as_text_not_markup():
+    run = _line(0, SweepRunStatus.FAILED, None, error="no file [/data] [red]x")
+    run = run.model_copy(update={"swept": {"path": "[/data]", "tag": "[bold]"}})
+    summary = SweepSummary(
+        sweep_id="sw",
+        execution_arn="arn",
+        verdict=SweepVerdict.FAILED,
+        message="0 of 1 runs succeeded: [/data] missing",
+        counts=SweepCounts(total=1, failed=1),
+        tolerated_failure_percentage=0,
+        stop_on_failure=False,
+        runs=[run],
+        written_at=datetime(2026, 11, 23, tzinfo=UTC).isoformat(),
+    )
+    console = Console(record=True, width=200)
+
+    console.print(sweep_summary_table(summary))
+
+    text = console.export_text()
+    assert "[/data] missing" in text
+    assert "[bold]" in text
+    assert "no file [/data] [red]x" in text
+
+
 class _FailingLambda:
     def invoke(self, **request: Any) -> dict[str, Any]:
         body = b'{"errorType": "SweepNotFound", "errorMessage": "no sweep \'nope\'"}'

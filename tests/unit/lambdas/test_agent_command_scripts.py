@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -10,6 +11,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lambdas.constants import agent_config_key
@@ -116,23 +118,16 @@ def test_given_two_attempts_when_start_scripts_are_built_then_locks_differ():
 def test_given_hostile_agent_uri_when_install_script_is_built_then_uri_and_region_are_words(
     install_script,
 ):
-    words = shlex.split(_line(install_script, "flock "))
+    words = shlex.split(_line(install_script, "python3 - "))
 
-    assert words[:7] == [
-        "flock",
-        "$RUNCTL_HOME/install.lock",
-        "python3",
-        "-",
-        HOSTILE_AGENT_URI,
-        HOSTILE_REGION,
-        "$RUNCTL_HOME",
-    ]
+    assert words[:5] == ["python3", "-", HOSTILE_AGENT_URI, HOSTILE_REGION, "$RUNCTL_HOME"]
 
 
 def test_given_install_script_when_built_then_python_heredoc_is_not_expanded(install_script):
     # A quoted heredoc delimiter: bash leaves $ and ` inside the Python source alone.
-    assert _line(install_script, "flock ").endswith("<<'RUNCTL_PY'")
-    assert install_script.index("RUNCTL_PY") > install_script.index(_line(install_script, "flock "))
+    heredoc = _line(install_script, "python3 - ")
+    assert heredoc.endswith("<<'RUNCTL_PY'")
+    assert install_script.index("RUNCTL_PY") > install_script.index(heredoc)
 
 
 def test_given_hostile_run_id_when_start_script_runs_then_agent_gets_it_as_one_argument(
@@ -207,7 +202,7 @@ def client(service, region_name=None):
 
 @pytest.fixture
 def installer(tmp_path):
-    """Run the install script against a stub S3; returns (run, home, counter)."""
+    """Run the install script against a stub S3; returns (run, home, counter, agent, corrupt)."""
     stub = tmp_path / "stub"
     stub.mkdir()
     (stub / "boto3.py").write_text(_STUB_BOTO3)
@@ -227,8 +222,8 @@ def installer(tmp_path):
         env = {
             "PATH": f"{bin_dir}:/usr/bin:/bin",
             "PYTHONPATH": str(stub),
-            "PYTHONDONTWRITEBYTECODE": "1",
             "RUNCTL_HOME": str(home),
+            "RUNCTL_INSTALL_RETRY_SECONDS": "0",
             "STUB_DOWNLOADS": os.pathsep.join(str(path) for path in downloads),
             "STUB_COUNTER": str(counter),
         }
@@ -245,6 +240,10 @@ def installer(tmp_path):
     return run, home, counter, agent, corrupt
 
 
+def _agent_files(home: Path) -> list[str]:
+    return sorted(path.name for path in (home / "instance_agent").glob("*.py"))
+
+
 def test_given_a_corrupt_download_when_installing_then_it_is_fetched_again(installer):
     run, home, counter, agent, corrupt = installer
 
@@ -255,24 +254,63 @@ def test_given_a_corrupt_download_when_installing_then_it_is_fetched_again(insta
     assert "install attempt 1 failed: BadZipFile" in stderr
     assert stdout.strip().endswith("agent import ok")
     assert counter.read_text() == "xx"
-    assert sorted(path.name for path in (home / "instance_agent").iterdir()) == [
-        "__init__.py",
-        "main.py",
-    ]
+    assert _agent_files(home) == ["__init__.py", "main.py"]
+
+
+def test_given_only_corrupt_downloads_then_the_install_fails_and_the_old_agent_stays_whole(
+    installer,
+):
+    run, home, counter, agent, corrupt = installer
+    assert run(agent).wait(timeout=60) == 0
+    counter.unlink()
+
+    process = run(corrupt)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode != 0
+    assert stderr.strip().splitlines()[-1].startswith("zipfile.BadZipFile")
+    assert counter.read_text() == "xxx"  # three tries
+    assert _agent_files(home) == ["__init__.py", "main.py"]
+    assert list(home.glob(".agent-*")) == []  # no staging left behind
+
+
+def test_given_another_install_holds_the_lock_then_an_install_waits_for_it(installer):
+    run, home, counter, agent, _ = installer
+    home.mkdir()
+    with (home / "install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a first install in progress would
+        process = run(agent)
+        _wait_until(lambda: _blocked_in_flock(process.pid))
+        assert not counter.exists()  # nothing downloaded while the lock is held
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    assert counter.read_text() == "x"
+    assert _agent_files(home) == ["__init__.py", "main.py"]
 
 
 def test_given_two_installs_at_once_on_one_instance_then_both_succeed_with_one_whole_agent(
     installer,
 ):
     run, home, counter, agent, _ = installer
+    (home / ".agent-killed-install").mkdir(parents=True)  # staging of an install killed midway
 
     processes = [run(agent), run(agent)]
     results = [process.communicate(timeout=60) for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0], results
     assert counter.read_text() == "xx"
-    assert sorted(path.name for path in (home / "instance_agent").iterdir()) == [
-        "__init__.py",
-        "main.py",
-    ]
-    assert [path.name for path in home.glob(".agent-*")] == []  # no staging left behind
+    assert _agent_files(home) == ["__init__.py", "main.py"]
+    assert list(home.glob(".agent-*")) == []
+
+
+def _blocked_in_flock(pid: int) -> bool:
+    children = psutil.Process(pid).children()
+    return any(child.name() == "flock" for child in children)
+
+
+def _wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
