@@ -60,7 +60,7 @@ SWEEP_STEPS: Final = (
     LambdaStep("OnSweepRunFailed", "lambdas.handlers.on_sweep_run_failed.lambda_handler"),
     LambdaStep("SummarizeSweep", "lambdas.handlers.summarize_sweep.lambda_handler"),
 )
-# `runctl sweep cancel`: stop a sweep's runs gracefully and start no more.
+# `runctl sweeps cancel`: stop a sweep's runs gracefully and start no more.
 STOP_SWEEP: Final = LambdaStep("StopSweep", "lambdas.handlers.stop_sweep.lambda_handler")
 # sweep.asl.json's placeholder for the TrainRun state machine each run is an execution of.
 TRAIN_RUN_ARN_PLACEHOLDER: Final = "TrainRunStateMachineArn"

@@ -16,7 +16,7 @@ from lambdas.models.run_spec import RunSpec
 from lambdas.models.sweep_spec import SweepSpec
 from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import Client
-from runctl.errors import RunctlError
+from runctl.errors import EXIT_INTERRUPTED, RunctlError
 from runctl.local.commands import local_app
 from runctl.project_config import LoadedConfig, load_project_config
 from runctl.render import FollowDisplay, console, print_outcome, print_state
@@ -25,8 +25,6 @@ from runctl.run_request import RunRequest, config_for_script
 from runctl.runs_commands import make_runs_app
 from runctl.sweeps import SweepOptions
 
-# Exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
 error_console = Console(stderr=True, highlight=False)
 
 
@@ -190,7 +188,7 @@ def schema(
         bool, typer.Option("--sweep", help="the SweepSpec's (a Sweep execution's input) instead")
     ] = False,
 ) -> None:
-    """Print the RunSpec JSON Schema (what a run's input must look like)."""
+    """Print the RunSpec JSON Schema (a run's input), or with --sweep the SweepSpec's."""
     model = SweepSpec if sweep else RunSpec
     text = json.dumps(model.model_json_schema(), indent=2) + "\n"
     if output is None:
@@ -222,7 +220,8 @@ def sweep_command(
     console.print(
         f"started sweep [bold]{submission.sweep_id}[/]: {submission.total_runs} runs, "
         f"{spec.max_parallel} at a time"
-        + (f", best by {escape(spec.objective)}" if spec.objective else ""),
+        + (f", best by {escape(spec.objective)}" if spec.objective else "")
+        + (f", random seed {spec.random.seed}" if spec.random else ""),
         soft_wrap=True,
     )
     if not wait:
@@ -257,7 +256,9 @@ sweeps_app = typer.Typer(help="Sweeps of the deployed stack: list, show, cancel.
 @sweeps_app.command("list")
 def list_sweeps(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 20,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="at most this many, newest first")
+    ] = 20,
 ) -> None:
     """The newest sweeps and how they stand."""
     console.print(sweeps_table(_cloud(ctx).client().list_sweeps(limit)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -220,7 +221,13 @@ _SWEEP_FLAGS = [
     _keyword(
         "seed",
         None,
-        Annotated[int | None, typer.Option("--seed", help="random seed (same seed, same runs)")],
+        Annotated[
+            int | None,
+            typer.Option(
+                "--seed",
+                help="random seed: the same seed draws the same runs (default: a new one, printed)",
+            ),
+        ],
     ),
     _keyword(
         "max_parallel",
@@ -270,6 +277,10 @@ def sweep_from_flags(
     tolerate_failures: float | None,
     stop_on_failure: bool,
 ) -> SweepOptions:
+    """Typed SweepOptions. `--random` without `--seed` draws a seed here, once, so two sweeps
+    differ unless asked not to (the sweep prints its seed, to repeat it)."""
+    if random is not None and seed is None:
+        seed = secrets.randbelow(2**32)
     return SweepOptions(
         grid=tuple(grid or ()),
         samples=tuple(sample or ()),

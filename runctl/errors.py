@@ -5,6 +5,9 @@ The CLI prints the message and exits with `exit_code`; SDK users catch the class
 
 from __future__ import annotations
 
+# Exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
 
 class RunctlError(Exception):
     """Base of every error the client reports to a user."""

@@ -9,7 +9,7 @@ check it as ExpandSweep will, start it, follow it, cancel it (runctl/render_swee
     )
     sweep_id = start_sweep(sfn, sweep_state_machine_arn, spec)   # checked first (SpecError)
     outcome = wait_for_sweep(sfn, SweepFiles(s3, bucket), sweep_state_machine_arn, sweep_id)
-    console.print(sweep_summary_table(outcome.summary))   # runctl.render_sweeps
+    print_sweep_outcome(outcome)                     # runctl/render_sweeps.py
 
 `--random N` samples N runs: from the `--sample` space when given (combined with every grid
 point), otherwise from the grid's values instead of crossing them (N distinct combinations).
@@ -37,7 +37,10 @@ from lambdas.models.run_record import FINAL_STATUSES, RunStatus
 from lambdas.models.run_spec import HyperparameterValue, RunSpec
 from lambdas.models.sweep_spec import OBJECTIVE_PATTERN, SweepPlan, SweepSpec
 from lambdas.models.sweep_summary import StopSweepOutput, SweepSummary
-from runctl.errors import AwsRequestFailed, SweepNotFound
+from runctl.errors import AwsRequestFailed, RunctlError, SweepNotFound
+from runctl.packaging import CodePackage, package_directory
+from runctl.run_request import RunPlan, RunRequest, plan_run
+from runctl.source_info import source_info
 from runctl.specs import SpecError, parse_hyperparameter
 
 # --sample NAME=KIND:ARGS
@@ -103,6 +106,10 @@ def build_sweep_spec(
     """The SweepSpec the options describe (the `runctl sweep` flags, one argument each)."""
     if random is None and (samples or seed is not None):
         raise SpecError("--sample and --seed need --random N (how many samples to draw)")
+    if random is not None and not samples and not grid:
+        raise SpecError(
+            "--random N draws from --sample NAME=... (or from the --grid values): give one"
+        )
     grid_values = parse_grid(grid)
     fields: dict[str, Any] = {
         "base_spec": base_spec,
@@ -154,6 +161,33 @@ class SweepOptions:
             tolerated_failure_percentage=self.tolerated_failure_percentage,
             stop_on_failure=self.stop_on_failure,
         )
+
+
+@dataclass(frozen=True)
+class PreparedSweep:
+    """A sweep checked whole and its project packaged: only the code upload and the start are
+    left (the cloud client and local mode each do those their way)."""
+
+    sweep_id: str
+    plan: RunPlan
+    package: CodePackage
+    options: SweepOptions
+
+    def spec(self, code_uri: str) -> SweepSpec:
+        """The SweepSpec to start, once the package is uploaded under `code_uri`."""
+        source = source_info(self.plan.project_root)
+        return self.options.spec(self.plan.spec(code_uri, self.package.sha256, source))
+
+
+def prepare_sweep(
+    request: RunRequest, options: SweepOptions, sweep_id: str | None = None
+) -> PreparedSweep:
+    """Every check the sweep gets (its base RunSpec, its options, its size) with a stand-in for
+    the code, then the project packaged: a wrong sweep is refused before anything is uploaded."""
+    plan = plan_run(request)
+    sweep_id = sweep_id or new_sweep_id()
+    checked_sweep(options.spec(plan.pending_spec()), sweep_id)
+    return PreparedSweep(sweep_id, plan, package_directory(plan.project_root), options)
 
 
 def checked_sweep(spec: SweepSpec | dict[str, Any], sweep_id: str) -> SweepSpec:
@@ -304,8 +338,53 @@ def list_sweeps(sfn: Any, state_machine_arn: str, limit: int = 50) -> list[dict[
     return list(response["executions"])
 
 
-def cancel_sweep(lambda_client: Any, function_name: str, sweep_id: str) -> StopSweepOutput:
-    """Invoke the stack's StopSweep: no more runs start, the running ones stop gracefully."""
+def wait_for_plan(
+    sfn: Any,
+    files: SweepFiles,
+    state_machine_arn: str,
+    sweep_id: str,
+    timeout_seconds: float = 120,
+    poll_seconds: float = 1,
+) -> bool:
+    """Whether the sweep has a plan, once ExpandSweep has written it (True) or the sweep has
+    ended without one (False): a cancel right after the start must not find "no such sweep"."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            files.plan(sweep_id)
+            return True
+        except SweepNotFoundInS3:
+            if not describe_sweep(sfn, files, state_machine_arn, sweep_id).running:
+                return False
+        if time.monotonic() > deadline:
+            raise RunctlError(
+                f"sweep {sweep_id} has not planned its runs after {timeout_seconds:g} s: try "
+                "again, or look at its execution in the Step Functions console"
+            )
+        time.sleep(poll_seconds)
+
+
+def cancel_sweep(
+    sfn: Any,
+    files: SweepFiles,
+    state_machine_arn: str,
+    lambda_client: Any,
+    function_name: str,
+    sweep_id: str,
+    poll_seconds: float = 1,
+) -> StopSweepOutput:
+    """Invoke the stack's StopSweep: no more runs start, the running ones stop gracefully. A
+    sweep that just started is given the time to plan its runs first."""
+    if not wait_for_plan(sfn, files, state_machine_arn, sweep_id, poll_seconds=poll_seconds):
+        return StopSweepOutput(
+            sweep_id=sweep_id,
+            stop=None,
+            message=f"sweep {sweep_id} ended before it planned any run: nothing to cancel",
+        )
+    return _invoke_stop_sweep(lambda_client, function_name, sweep_id)
+
+
+def _invoke_stop_sweep(lambda_client: Any, function_name: str, sweep_id: str) -> StopSweepOutput:
     response = lambda_client.invoke(
         FunctionName=function_name, Payload=json.dumps({"sweep_id": sweep_id}).encode()
     )
@@ -334,6 +413,7 @@ def _given(**values: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "PreparedSweep",
     "SweepOptions",
     "SweepOutcome",
     "SweepProgress",
@@ -347,6 +427,7 @@ __all__ = [
     "parse_grid",
     "parse_objective",
     "parse_sample",
+    "prepare_sweep",
     "start_sweep",
     "sweep_execution_arn",
     "wait_for_sweep",

@@ -1,5 +1,5 @@
 """Hyperparameter sweeps (issue #5): the Sweep state machine, its step Lambdas (SWEEP_STEPS) and
-StopSweep, the function `runctl sweep cancel` invokes.
+StopSweep, the function `runctl sweeps cancel` invokes.
 
 The Sweep runs each combination as a nested TrainRun execution (`startExecution.sync:2`), so its
 role may start TrainRun, follow and stop TrainRun's executions, and manage the EventBridge rule

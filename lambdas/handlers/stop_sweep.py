@@ -1,4 +1,4 @@
-"""StopSweep: invoked by the client (`runctl sweep cancel`). The sweep starts no more runs and
+"""StopSweep: invoked by the client (`runctl sweeps cancel`). The sweep starts no more runs and
 its running ones stop gracefully; the Sweep execution then ends Runctl.SweepCancelled."""
 
 from typing import Any

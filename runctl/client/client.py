@@ -55,10 +55,9 @@ from runctl.sweeps import (
     SweepProgress,
     SweepWatcher,
     cancel_sweep,
-    checked_sweep,
     describe_sweep,
     list_sweeps,
-    new_sweep_id,
+    prepare_sweep,
     start_sweep,
     wait_for_sweep,
 )
@@ -209,19 +208,21 @@ class Client:
     ) -> SweepSubmission:
         """Package and upload the project once, then start a Sweep of runs of it: the request
         is every run's base, `options` the grid, samples and policies."""
-        plan = plan_run(request)
-        sweep_id = sweep_id or new_sweep_id()
-        # The whole sweep is checked with a stand-in for the code before anything is uploaded.
-        checked_sweep(options.spec(plan.pending_spec()), sweep_id)
-        package = package_directory(plan.project_root)
+        prepared = prepare_sweep(request, options, sweep_id)
         state_machine = self._sweep_state_machine()
         with aws_errors("starting the sweep"):
-            code_uri, uploaded = self.upload_code(package)
-            base = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
-            spec = options.spec(base)
-            start_sweep(self._sfn, state_machine, spec, sweep_id)
-        total = len(sweep_points(spec))
-        return SweepSubmission(sweep_id, spec, total, code_uri, uploaded, len(package.files), plan)
+            code_uri, uploaded = self.upload_code(prepared.package)
+            spec = prepared.spec(code_uri)
+            start_sweep(self._sfn, state_machine, spec, prepared.sweep_id)
+        return SweepSubmission(
+            prepared.sweep_id,
+            spec,
+            len(sweep_points(spec)),
+            code_uri,
+            uploaded,
+            len(prepared.package.files),
+            prepared.plan,
+        )
 
     def sweep(self, sweep_id: str) -> SweepOutcome:
         """The sweep now: its status and, once it ended, its summary (SweepNotFound if none)."""
@@ -253,12 +254,19 @@ class Client:
 
     def cancel_sweep(self, sweep_id: str) -> StopSweepOutput:
         """No more runs of the sweep start, and its running ones stop gracefully."""
-        self.sweep(sweep_id)
+        self.sweep(sweep_id)  # SweepNotFound
         function = self.outputs.stop_sweep_function_name
         if function is None:
             raise self._needs_sweeps()
         with aws_errors("cancelling the sweep"):
-            return cancel_sweep(self._client("lambda"), function, sweep_id)
+            return cancel_sweep(
+                self._sfn,
+                self._sweep_files,
+                self._sweep_state_machine(),
+                self._client("lambda"),
+                function,
+                sweep_id,
+            )
 
     def list_sweeps(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest sweeps first: name (the sweep id), status, startDate, stopDate."""

@@ -14,15 +14,20 @@ from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import RunState
 from runctl.client.reading import RunReader
 from runctl.client.store import AwsRunStore
-from runctl.errors import SweepNotFound
+from runctl.errors import EXIT_INTERRUPTED, SweepNotFound
 from runctl.local.history import LocalHistory
 from runctl.packaging import CodePackage, package_directory
 from runctl.render import FollowDisplay, console, print_outcome, print_state
-from runctl.render_sweeps import SweepDisplay, print_sweep_outcome, sweep_summaries_table
+from runctl.render_sweeps import (
+    SweepDisplay,
+    print_sweep_outcome,
+    sweep_summaries_table,
+    sweep_summary_table,
+)
 from runctl.run_request import RunPlan, RunRequest, plan_run
 from runctl.runs_commands import make_runs_app
 from runctl.source_info import source_info
-from runctl.sweeps import SweepOptions, SweepOutcome, checked_sweep, new_sweep_id
+from runctl.sweeps import SweepOptions, SweepOutcome, prepare_sweep
 
 if TYPE_CHECKING:
     from runctl.local.session import LocalSession
@@ -88,7 +93,8 @@ def run(
 
     plan = plan_run(request)  # fail fast, before starting the emulator
     work_dir = _local(ctx).work_dir
-    package = _package(plan)
+    package = package_directory(plan.project_root)
+    _say_packaged(plan, package)
     faults = [
         *(Fault("interrupt", seconds) for seconds in interrupt_after or []),
         *(Fault("rebalance", seconds) for seconds in rebalance_after or []),
@@ -121,49 +127,52 @@ def sweep(ctx: typer.Context, request: RunRequest, sweep: SweepOptions) -> None:
     from runctl.local.session import LocalSession
     from runctl.local.sweeps import LocalSweeps
 
-    plan = plan_run(request)
-    sweep_id = new_sweep_id()
-    checked_sweep(sweep.spec(plan.pending_spec()), sweep_id)  # before starting the emulator
+    prepared = prepare_sweep(request, sweep)  # every check, before starting the emulator
+    sweep_id = prepared.sweep_id
+    _say_packaged(prepared.plan, prepared.package)
     work_dir = _local(ctx).work_dir
-    package = _package(plan)
     with LocalSession(work_dir, LocalSettings()) as session:
-        code_uri, _ = session.upload_code(package)
-        base = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
+        code_uri, _ = session.upload_code(prepared.package)
         sweeps = LocalSweeps(session)
-        sweeps.start(sweep.spec(base), sweep_id)
+        sweeps.start(prepared.spec(code_uri), sweep_id)
         console.print(f"started sweep [bold]{sweep_id}[/] [dim](Ctrl-C cancels it)[/]")
-        outcome = _wait_or_cancel(sweeps, sweep_id)
+        outcome, interrupted = _wait_or_cancel(sweeps, sweep_id)
         if outcome.summary is not None:
             records = [session.table.get(run.run_id) for run in outcome.summary.runs]
             _keep(session, work_dir, [record for record in records if record is not None])
             LocalHistory(work_dir).save_sweep(outcome.summary)
     print_sweep_outcome(outcome)
+    if interrupted:
+        raise typer.Exit(code=EXIT_INTERRUPTED)
     if outcome.execution_status != "SUCCEEDED":
         raise typer.Exit(code=1)
 
 
-def _wait_or_cancel(sweeps: LocalSweeps, sweep_id: str) -> SweepOutcome:
-    """Until the sweep ends; the first Ctrl-C cancels it gracefully and waits for its summary
-    (the emulator goes away with this process, so the sweep cannot go on without it)."""
+def _wait_or_cancel(sweeps: LocalSweeps, sweep_id: str) -> tuple[SweepOutcome, bool]:
+    """Until the sweep ends, and whether Ctrl-C cut in: the first Ctrl-C cancels the sweep
+    gracefully and waits for its summary (the emulator goes away with this process, so the sweep
+    cannot go on without it); a second one leaves at once."""
     # A week: local sweeps end when their runs do; Ctrl-C is the way out.
     timeout = 7 * 24 * 3600
     try:
         with SweepDisplay(sweep_id) as display:
-            return sweeps.wait(sweep_id, timeout, on_progress=display.update)
+            return sweeps.wait(sweep_id, timeout, on_progress=display.update), False
     except KeyboardInterrupt:
-        console.print(f"\ncancelling sweep {sweep_id}: its runs checkpoint and stop", markup=False)
+        console.print(
+            f"\ncancelling sweep {sweep_id}: its runs checkpoint and stop (Ctrl-C again quits "
+            "at once; the emulator and its instances end with it)",
+            markup=False,
+        )
     sweeps.cancel(sweep_id)
     with SweepDisplay(sweep_id) as display:
-        return sweeps.wait(sweep_id, timeout, on_progress=display.update)
+        return sweeps.wait(sweep_id, timeout, on_progress=display.update), True
 
 
-def _package(plan: RunPlan) -> CodePackage:
-    package = package_directory(plan.project_root)
+def _say_packaged(plan: RunPlan, package: CodePackage) -> None:
     console.print(
         f"[bold]runctl local[/] packaging {plan.project_root} ({len(package.files)} files)",
         markup=True,
     )
-    return package
 
 
 def _keep(session: LocalSession, work_dir: Path, records: list[RunRecord]) -> None:
@@ -208,8 +217,7 @@ def show_sweep(
         raise SweepNotFound(
             f"no sweep {sweep_id!r} in the local history: `runctl local sweeps list` shows them"
         )
-    status = "SUCCEEDED" if summary.verdict.value == "succeeded" else "FAILED"
-    print_sweep_outcome(SweepOutcome(sweep_id, status, summary.error, None, summary))
+    console.print(sweep_summary_table(summary))
 
 
 local_app.add_typer(local_sweeps_app, name="sweeps")

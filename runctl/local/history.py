@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lambdas.models.run_record import RunRecord, RunStatus
 from lambdas.models.sweep_summary import SweepSummary
@@ -113,9 +113,17 @@ class LocalHistory:
     def _read(path: Path) -> RunRecord | None:
         if not path.is_file():
             return None
-        try:
-            return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
-        except ValidationError as error:
-            raise RunctlError(
-                f"{path} is not a run record ({error.error_count()} problems): delete its folder"
-            ) from error
+        return _read_model(path, RunRecord, "run record", "delete its folder")
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _read_model(path: Path, model: type[Model], what: str, fix: str) -> Model:
+    """A history file as its model; one line naming the file when it is not one."""
+    try:
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as error:
+        raise RunctlError(
+            f"{path} is not a {what} ({error.error_count()} problems): {fix}"
+        ) from error

@@ -59,7 +59,14 @@ class LocalSweeps:
 
     def cancel(self, sweep_id: str) -> StopSweepOutput:
         function = self.session.stack.function_arns[STOP_SWEEP.name]
-        return cancel_sweep(self.session.lambda_client, function, sweep_id)
+        return cancel_sweep(
+            self.session.sfn,
+            self.files,
+            self.state_machine_arn,
+            self.session.lambda_client,
+            function,
+            sweep_id,
+        )
 
 
 __all__ = ["LocalSweeps", "SweepOutcome"]

@@ -21,7 +21,7 @@ from runctl.client import Client
 from runctl.local.deploy import LocalStack
 from runctl.local.stack_outputs import publish_stack_outputs
 from runctl.run_request import RunRequest
-from runctl.sweeps import SweepOptions, SweepWatcher
+from runctl.sweeps import SweepOptions, SweepWatcher, sweep_execution_arn
 
 from .conftest import STACK_NAME, record
 
@@ -63,9 +63,13 @@ def _sweep(*args: str, stack: str = SWEEP_STACK):
     return CliRunner(env={"COLUMNS": "200"}).invoke(app, ["--stack", stack, *args])
 
 
+def _execution_arn(sweeps, sweep_id: str) -> str:
+    return sweep_execution_arn(sweeps.sweep_state_machine_arn, sweep_id)
+
+
 def _sweep_input(cloud, sweeps, sweep_id: str) -> dict:
-    arn = sweeps.sweep_state_machine_arn.replace(":stateMachine:", ":execution:")
-    described = cloud.client("stepfunctions").describe_execution(executionArn=f"{arn}:{sweep_id}")
+    sfn = cloud.client("stepfunctions")
+    described = sfn.describe_execution(executionArn=_execution_arn(sweeps, sweep_id))
     return json.loads(described["input"])
 
 
@@ -116,6 +120,26 @@ def test_random_search_with_a_seed_is_started_as_given(cloud, sweeps, project):
     assert "grid" not in started or started["grid"] == {}
 
 
+def test_random_search_without_a_seed_draws_a_new_one_and_says_it(cloud, sweeps, project):
+    args = ("sweep", "train.py", "--random", "3", "--sample", "lr=uniform:0:1")
+    seeds = []
+    for _ in range(2):
+        result = _sweep(*args)
+        assert result.exit_code == 0, result.output
+        seed = _sweep_input(cloud, sweeps, _started_sweep_id(result.output))["random"]["seed"]
+        assert f"random seed {seed}" in result.output
+        seeds.append(seed)
+
+    assert seeds[0] != seeds[1]  # 1 in 2**32 to collide
+
+
+def test_sweeps_list_refuses_a_limit_aws_would(cloud, sweeps, project):
+    result = _sweep("sweeps", "list", "--limit", "0")
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
 def test_a_resubmitted_sweep_of_unchanged_code_uploads_nothing(cloud, sweeps, project):
     client = Client(stack_name=SWEEP_STACK)
 
@@ -136,6 +160,7 @@ def test_a_wrong_sweep_is_refused_before_anything_is_uploaded(cloud, sweeps, pro
         ("--grid", "lr=0.1", "--max-parallel", "0"): "invalid sweep: max_parallel",
         ("--grid", "lr=0.1", "--tolerate-failures", "150"): "invalid sweep: tolerated_failure",
         ("--hp", "lr=0.1"): "invalid sweep",  # nothing to sweep over
+        ("--random", "5"): "--random N draws from --sample NAME=... (or from the --grid values)",
     }
     for flags, expected in cases.items():
         result = _sweep("sweep", "train.py", *flags)
@@ -179,8 +204,7 @@ def test_sweeps_are_listed_and_shown_running_then_with_their_summary(
         Key=sweep_summary_key(sweep_id),
         Body=summary.model_dump_json().encode(),
     )
-    arn = sweeps.sweep_state_machine_arn.replace(":stateMachine:", ":execution:")
-    cloud.client("stepfunctions").stop_execution(executionArn=f"{arn}:{sweep_id}")
+    cloud.client("stepfunctions").stop_execution(executionArn=_execution_arn(sweeps, sweep_id))
 
     # Then show prints the summary: every run, the best one starred
     shown = _sweep("sweeps", "show", sweep_id)
@@ -235,14 +259,13 @@ def test_following_a_sweep_reports_its_runs_progress_until_it_ends(cloud, sweeps
     SweepFiles(cloud.client("s3"), cloud.stack.bucket).put_plan(plan, {})
     cloud.put_record(record(plan.runs[0].run_id, status="SUCCEEDED"))
     cloud.put_record(record(plan.runs[1].run_id, status="RUNNING", ended_at=None))
-    arn = sweeps.sweep_state_machine_arn.replace(":stateMachine:", ":execution:")
 
     # When the user follows it, and it ends after the first poll
     lines: list[str] = []
 
     def on_progress(progress):
         lines.append(progress.line())
-        cloud.client("stepfunctions").stop_execution(executionArn=f"{arn}:{sweep_id}")
+        cloud.client("stepfunctions").stop_execution(executionArn=_execution_arn(sweeps, sweep_id))
 
     outcome = client.follow_sweep(sweep_id, on_progress=on_progress, poll_seconds=0)
 

@@ -32,14 +32,15 @@ class FakeSweeps:
 def test_ctrl_c_cancels_the_sweep_then_waits_for_its_end():
     sweeps = FakeSweeps(interrupts=1)
 
-    outcome = _wait_or_cancel(sweeps, "sweep-a")  # type: ignore[arg-type]
+    outcome, interrupted = _wait_or_cancel(sweeps, "sweep-a")  # type: ignore[arg-type]
 
     assert sweeps.calls == ["wait sweep-a", "cancel sweep-a", "wait sweep-a"]
     assert outcome is CANCELLED
+    assert interrupted is True
 
 
 def test_without_ctrl_c_nothing_is_cancelled():
     sweeps = FakeSweeps(interrupts=0)
 
-    assert _wait_or_cancel(sweeps, "sweep-a") is CANCELLED  # type: ignore[arg-type]
+    assert _wait_or_cancel(sweeps, "sweep-a") == (CANCELLED, False)  # type: ignore[arg-type]
     assert sweeps.calls == ["wait sweep-a"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from lambdas.errors import SweepNotFound as SweepNotFoundInS3
 from lambdas.logic.sweeps import sweep_points
 from lambdas.models.sweep_spec import Choice, LogUniform
 from lambdas.models.sweep_summary import (
@@ -214,6 +215,55 @@ class _FailingLambda:
         return {"FunctionError": "Unhandled", "Payload": io.BytesIO(body)}
 
 
+class _Files:
+    """SweepFiles whose plan appears after `missing` reads."""
+
+    def __init__(self, missing: int) -> None:
+        self.missing = missing
+        self.reads = 0
+
+    def plan(self, sweep_id: str) -> object:
+        self.reads += 1
+        if self.reads <= self.missing:
+            raise SweepNotFoundInS3(f"no sweep {sweep_id!r}")
+        return object()
+
+    def summary(self, sweep_id: str) -> None:
+        return None
+
+
+class _Sfn:
+    class exceptions:
+        ExecutionDoesNotExist = type("ExecutionDoesNotExist", (Exception,), {})
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        return {"status": self.status}
+
+
+def _cancel(files: _Files, sfn: _Sfn, lambda_client: Any) -> Any:
+    arn = "arn:aws:states:us-east-1:1:stateMachine:Sweep"
+    return cancel_sweep(sfn, files, arn, lambda_client, "StopSweep", "nope", poll_seconds=0)  # type: ignore[arg-type]
+
+
 def test_cancelling_an_unknown_sweep_says_what_stop_sweep_said():
     with pytest.raises(AwsRequestFailed, match="StopSweep could not cancel nope: no sweep 'nope'"):
-        cancel_sweep(_FailingLambda(), "runctl-StopSweep", "nope")
+        _cancel(_Files(missing=0), _Sfn("RUNNING"), _FailingLambda())
+
+
+def test_a_cancel_right_after_the_start_waits_for_the_plan_then_cancels():
+    files = _Files(missing=2)
+
+    with pytest.raises(AwsRequestFailed, match="StopSweep could not cancel"):
+        _cancel(files, _Sfn("RUNNING"), _FailingLambda())
+
+    assert files.reads == 3  # waited for the plan, then invoked StopSweep
+
+
+def test_a_sweep_that_ended_before_planning_has_nothing_to_cancel():
+    answer = _cancel(_Files(missing=10), _Sfn("FAILED"), lambda_client=None)
+
+    assert answer.message == "sweep nope ended before it planned any run: nothing to cancel"
+    assert answer.stop is None
