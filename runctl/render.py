@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -50,14 +50,12 @@ def _metrics_text(values: dict[str, Any], limit: int | None = None) -> str:
     return "  ".join(f"{key}={format_value(value)}" for key, value in shown)
 
 
-class FollowDisplay:
-    """Prints a followed run's events, under a live line: status, attempt, instance, time,
-    cost so far and the latest metrics. Use as a context manager around the follow call."""
+class LiveLine:
+    """A spinner line kept under what is printed while something is followed; subclasses say
+    what the line holds (`_progress_line`). Use as a context manager around the wait."""
 
     def __init__(self, out: Console | None = None) -> None:
         self.console = out or console
-        self.record: RunRecord | None = None
-        self.latest_metrics: dict[str, Any] = {}
         self._spinner = Spinner("dots", text="starting")
         self._live = Live(
             console=self.console,
@@ -66,7 +64,7 @@ class FollowDisplay:
             transient=True,
         )
 
-    def __enter__(self) -> FollowDisplay:
+    def __enter__(self) -> Self:
         self._live.start()
         return self
 
@@ -77,6 +75,19 @@ class FollowDisplay:
         traceback: TracebackType | None,
     ) -> None:
         self._live.stop()
+
+    def _progress_line(self) -> Spinner:
+        raise NotImplementedError
+
+
+class FollowDisplay(LiveLine):
+    """Prints a followed run's events, under a live line: status, attempt, instance, time,
+    cost so far and the latest metrics."""
+
+    def __init__(self, out: Console | None = None) -> None:
+        super().__init__(out)
+        self.record: RunRecord | None = None
+        self.latest_metrics: dict[str, Any] = {}
 
     def handle(self, event: RunEvent) -> None:
         out = self._live.console

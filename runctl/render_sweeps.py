@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
-from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
@@ -15,7 +13,7 @@ from lambdas.models.run_record import FINAL_STATUSES
 from lambdas.models.sweep_summary import SweepRunStatus, SweepSummary
 from runctl.client.costs import format_usd
 from runctl.client.formatting import format_duration, format_value
-from runctl.render import console, styled_status
+from runctl.render import LiveLine, console, styled_status
 from runctl.sweeps import SweepOutcome, SweepProgress
 
 _STATUS_STYLE = {
@@ -29,29 +27,14 @@ _VERDICT_STYLE = {"succeeded": "bold green", "failed": "bold red", "cancelled": 
 _ERROR_WIDTH = 60
 
 
-class SweepDisplay:
+class SweepDisplay(LiveLine):
     """A live line while a sweep runs (runs done, how they ended, how many run now); prints a
-    line whenever a run finishes. Use as a context manager around the wait."""
+    line whenever a run finishes."""
 
     def __init__(self, sweep_id: str) -> None:
         self.progress = SweepProgress(sweep_id)
         self._announced: set[str] = set()
-        self._spinner = Spinner("dots", text=self.progress.line())
-        self._live = Live(
-            console=console, get_renderable=self._line, refresh_per_second=4, transient=True
-        )
-
-    def __enter__(self) -> SweepDisplay:
-        self._live.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._live.stop()
+        super().__init__()
 
     def update(self, progress: SweepProgress) -> None:
         self.progress = progress
@@ -60,7 +43,7 @@ class SweepDisplay:
                 self._announced.add(run_id)
                 self._live.console.print(f"  {styled_status(status.value)} {escape(run_id)}")
 
-    def _line(self) -> Spinner:
+    def _progress_line(self) -> Spinner:
         self._spinner.update(text=escape(self.progress.line()))
         return self._spinner
 
