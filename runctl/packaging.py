@@ -7,6 +7,7 @@ own folder and below, as git reads them) and of `.runctlignore` at the root, wit
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -14,7 +15,9 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from botocore.exceptions import ClientError
 from pathspec import GitIgnoreSpec
 
 # Never shipped: version control, virtualenvs, caches, local-mode state.
@@ -123,3 +126,23 @@ def package_directory(root: Path) -> CodePackage:
             archive.addfile(info, io.BytesIO(content))
     data = gzip.compress(raw.getvalue(), mtime=0)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), tuple(files))
+
+
+def upload_package(s3: Any, bucket: str, package: CodePackage) -> tuple[str, int]:
+    """Put the archive under its hash unless it is there: its URI, and the bytes uploaded (0 when
+    the same code was uploaded before). S3 checks the body against the SHA-256, so a corrupted
+    transfer is refused, not stored."""
+    uri = f"s3://{bucket}/{package.key}"
+    try:
+        s3.head_object(Bucket=bucket, Key=package.key)
+        return uri, 0
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey"}:
+            raise
+    s3.put_object(
+        Bucket=bucket,
+        Key=package.key,
+        Body=package.data,
+        ChecksumSHA256=base64.b64encode(bytes.fromhex(package.sha256)).decode(),
+    )
+    return uri, len(package.data)

@@ -52,7 +52,8 @@ def _metrics_text(values: dict[str, Any], limit: int | None = None) -> str:
 
 class LiveLine:
     """A spinner line kept under what is printed while something is followed; subclasses say
-    what the line holds (`_progress_line`). Use as a context manager around the wait."""
+    what the line holds (`_progress_line`, which may be called from this constructor: set what
+    it reads first). Use as a context manager around the wait."""
 
     def __init__(self, out: Console | None = None) -> None:
         self.console = out or console
@@ -85,9 +86,10 @@ class FollowDisplay(LiveLine):
     cost so far and the latest metrics."""
 
     def __init__(self, out: Console | None = None) -> None:
-        super().__init__(out)
+        # Set before the live line exists: it may draw at once.
         self.record: RunRecord | None = None
         self.latest_metrics: dict[str, Any] = {}
+        super().__init__(out)
 
     def handle(self, event: RunEvent) -> None:
         out = self._live.console

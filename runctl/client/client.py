@@ -11,7 +11,6 @@ one-line message, never a botocore exception.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +19,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from lambdas.dal.runs_table import RunsTable
@@ -46,7 +44,7 @@ from runctl.client.reading import Comparison, RunDetails, RunReader
 from runctl.client.stack import DEFAULT_STACK_NAME, StackOutputs, describe_stack_outputs
 from runctl.client.store import AwsRunStore
 from runctl.errors import AwsRequestFailed, RunctlError, StackNotFound, StopUnavailable
-from runctl.packaging import CodePackage, package_directory
+from runctl.packaging import CodePackage, package_directory, upload_package
 from runctl.run_request import RunPlan, RunRequest, new_run_id, plan_run
 from runctl.source_info import source_info
 from runctl.sweeps import (
@@ -184,22 +182,8 @@ class Client:
 
     def upload_code(self, package: CodePackage) -> tuple[str, int]:
         """Put the archive under its hash; the bytes uploaded (0 when it was there already)."""
-        bucket = self.outputs.bucket
-        uri = f"s3://{bucket}/{package.key}"
         with aws_errors("uploading the code"):
-            try:
-                self._s3.head_object(Bucket=bucket, Key=package.key)
-                return uri, 0
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey"}:
-                    raise
-            self._s3.put_object(
-                Bucket=bucket,
-                Key=package.key,
-                Body=package.data,
-                ChecksumSHA256=_base64_sha256(package.sha256),
-            )
-        return uri, len(package.data)
+            return upload_package(self._s3, self.outputs.bucket, package)
 
     # --- sweeps ---
 
@@ -412,8 +396,3 @@ class Client:
     def plot(self, run_ids: Sequence[str], path: Path) -> PlotResult:
         with aws_errors("reading the metrics"):
             return self.reader.plot(run_ids, path)
-
-
-def _base64_sha256(hex_digest: str) -> str:
-    """S3 checks the upload against this, so a corrupted transfer is refused, not stored."""
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode()

@@ -19,7 +19,7 @@ from runctl.local.emulator import REGION, Emulator
 from runctl.local.faults import EventDelivery, Fault, FaultInjector
 from runctl.local.s3_events import PipelineEventDelivery
 from runctl.local.stack_outputs import publish_stack_outputs
-from runctl.packaging import CodePackage
+from runctl.packaging import CodePackage, upload_package
 from runctl.run_request import new_run_id
 
 __all__ = ["LocalSession", "RunEvent", "RunOutcome"]
@@ -75,14 +75,9 @@ class LocalSession:
             self.pipeline_events.close()
         self.emulator.__exit__(exc_type, exc, traceback)
 
-    def upload_code(self, package: CodePackage) -> tuple[str, bool]:
-        """Put the archive under its hash; False when it was already there (nothing uploaded)."""
-        try:
-            self.s3.head_object(Bucket=self.stack.bucket, Key=package.key)
-            return f"s3://{self.stack.bucket}/{package.key}", False
-        except self.s3.exceptions.ClientError:
-            self.s3.put_object(Bucket=self.stack.bucket, Key=package.key, Body=package.data)
-            return f"s3://{self.stack.bucket}/{package.key}", True
+    def upload_code(self, package: CodePackage) -> tuple[str, int]:
+        """Put the archive under its hash, as the client does; the bytes uploaded (0: was there)."""
+        return upload_package(self.s3, self.stack.bucket, package)
 
     def start(
         self, spec: dict[str, Any], run_id: str | None = None, faults: list[Fault] | None = None
