@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,17 +122,25 @@ def submit(
     _follow(client, submission.run_id)
 
 
-def _follow(client: Client, run_id: str) -> None:
+@contextmanager
+def _ctrl_c_stops_following(what_goes_on: str) -> Iterator[None]:
+    """Ctrl-C while following leaves what is followed running: say so, exit 130."""
     try:
-        with FollowDisplay() as display:
-            outcome = client.follow(run_id, on_event=display.handle)
+        yield
     except KeyboardInterrupt:
-        console.print(
-            f"\nstopped following; run {run_id} goes on. `runctl status {run_id}`, "
-            f"`runctl logs {run_id} -f`, or `runctl stop {run_id}`",
-            markup=False,
-        )
+        console.print(f"\nstopped following; {what_goes_on}", markup=False)
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
+
+
+def _follow(client: Client, run_id: str) -> None:
+    with (
+        _ctrl_c_stops_following(
+            f"run {run_id} goes on. `runctl status {run_id}`, `runctl logs {run_id} -f`, or "
+            f"`runctl stop {run_id}`"
+        ),
+        FollowDisplay() as display,
+    ):
+        outcome = client.follow(run_id, on_event=display.handle)
     print_outcome(outcome)
     if outcome.status != "SUCCEEDED":
         raise typer.Exit(code=1)
@@ -235,16 +245,14 @@ def sweep_command(
 
 
 def _follow_sweep(client: Client, sweep_id: str) -> None:
-    try:
-        with SweepDisplay(sweep_id) as display:
-            outcome = client.follow_sweep(sweep_id, on_progress=display.update)
-    except KeyboardInterrupt:
-        console.print(
-            f"\nstopped following; sweep {sweep_id} goes on. `runctl sweeps show {sweep_id}` or "
-            f"`runctl sweeps cancel {sweep_id}`",
-            markup=False,
-        )
-        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+    with (
+        _ctrl_c_stops_following(
+            f"sweep {sweep_id} goes on. `runctl sweeps show {sweep_id}` or "
+            f"`runctl sweeps cancel {sweep_id}`"
+        ),
+        SweepDisplay(sweep_id) as display,
+    ):
+        outcome = client.follow_sweep(sweep_id, on_progress=display.update)
     print_sweep_outcome(outcome)
     if outcome.execution_status != "SUCCEEDED":
         raise typer.Exit(code=1)

@@ -110,12 +110,18 @@ class FunctionPermissions:
         )
 
     def _read_run_files(self, function: lambda_.Function, what: str) -> None:
+        self._read_files(
+            function, "ReadRunFiles", RUNS_PREFIX, f"reads {what}, a key made per run and attempt"
+        )
+
+    def _read_files(self, function: lambda_.Function, sid: str, prefix: str, reason: str) -> None:
+        """GetObject under `prefix`, where a missing key must read as 404 (not yet written)."""
         self._allow(
             function,
-            "ReadRunFiles",
+            sid,
             ["s3:GetObject"],
-            [self._bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
-            wildcard_reason=f"reads {what}, a key made per run and attempt",
+            [self._bucket.arn_for_objects(f"{prefix}*")],
+            wildcard_reason=reason,
         )
         self._tell_missing_from_denied(function)
 

@@ -101,15 +101,13 @@ class SweepPermissions(FunctionPermissions):
         self._allow(function, "ReadRunRecords", ["dynamodb:GetItem"], [self._table.table_arn])
 
     def _read_sweep_files(self, function: lambda_.Function) -> None:
-        self._allow(
+        # A missing stop.json must read as 404 (not stopped).
+        self._read_files(
             function,
             "ReadSweepFiles",
-            ["s3:GetObject"],
-            [self._bucket.arn_for_objects(f"{SWEEPS_PREFIX}*")],
-            wildcard_reason="reads sweeps/<sweep_id>/{plan,stop}.json, keys made per sweep",
+            SWEEPS_PREFIX,
+            "reads sweeps/<sweep_id>/{plan,stop}.json, keys made per sweep",
         )
-        # A missing stop.json must read as 404 (not stopped).
-        self._tell_missing_from_denied(function)
 
     def _write_sweep_files(self, function: lambda_.Function, name: str) -> None:
         self._allow(

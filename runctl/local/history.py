@@ -46,33 +46,28 @@ class LocalHistory:
             (attempt_dir / METRICS_FILE).write_text(lines, encoding="utf-8")
         folder.mkdir(parents=True, exist_ok=True)
         # Written last: a run is in the history once its record is (metrics are then complete).
-        temporary = folder / f".{RECORD_FILE}.tmp"
-        temporary.write_text(record.model_dump_json(indent=2), encoding="utf-8")
-        temporary.replace(folder / RECORD_FILE)
+        _write_whole(folder / RECORD_FILE, record)
         return folder
 
     def save_sweep(self, summary: SweepSummary) -> Path:
-        if not _RUN_ID.match(summary.sweep_id):
+        path = self._sweep_file(summary.sweep_id)
+        if path is None:
             raise ValueError(f"not a sweep id: {summary.sweep_id!r}")
-        folder = self.root / SWEEPS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{summary.sweep_id}.json"
-        temporary = folder / f".{summary.sweep_id}.json.tmp"
-        temporary.write_text(summary.model_dump_json(indent=2), encoding="utf-8")
-        temporary.replace(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_whole(path, summary)
         return path
 
     def sweep(self, sweep_id: str) -> SweepSummary | None:
-        path = self.root / SWEEPS_DIR / f"{sweep_id}.json"
-        if not _RUN_ID.match(sweep_id) or not path.is_file():
+        path = self._sweep_file(sweep_id)
+        if path is None or not path.is_file():
             return None
-        return SweepSummary.model_validate_json(path.read_text(encoding="utf-8"))
+        return _read_model(path, SweepSummary, "sweep summary", "delete it")
 
     def list_sweeps(self) -> list[SweepSummary]:
         """Newest first."""
         paths = (self.root / SWEEPS_DIR).glob("*.json")
         summaries = [
-            SweepSummary.model_validate_json(path.read_text(encoding="utf-8")) for path in paths
+            _read_model(path, SweepSummary, "sweep summary", "delete it") for path in paths
         ]
         return sorted(summaries, key=lambda summary: summary.written_at, reverse=True)
 
@@ -109,6 +104,10 @@ class LocalHistory:
     def _folder(self, run_id: str) -> Path | None:
         return self.root / run_id if _RUN_ID.match(run_id) else None
 
+    def _sweep_file(self, sweep_id: str) -> Path | None:
+        # Sweep ids follow run ids' rule (a sweep's runs are named after it).
+        return self.root / SWEEPS_DIR / f"{sweep_id}.json" if _RUN_ID.match(sweep_id) else None
+
     @staticmethod
     def _read(path: Path) -> RunRecord | None:
         if not path.is_file():
@@ -117,6 +116,13 @@ class LocalHistory:
 
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def _write_whole(path: Path, model: BaseModel) -> None:
+    """Written under a temporary name and renamed: a reader sees the whole file or none."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(model.model_dump_json(indent=2), encoding="utf-8")
+    temporary.replace(path)
 
 
 def _read_model(path: Path, model: type[Model], what: str, fix: str) -> Model:

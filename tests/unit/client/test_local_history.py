@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdas.models.run_record import RunRecord, RunStatus
+from lambdas.models.sweep_summary import SweepCounts, SweepSummary, SweepVerdict
 from runctl.errors import RunctlError
 from runctl.local.history import LocalHistory
 
@@ -60,3 +61,41 @@ def test_a_corrupt_record_is_named_with_what_to_do(tmp_path):
 
     with pytest.raises(RunctlError, match="delete its folder"):
         history.get("run-1")
+
+
+def _summary(sweep_id: str, written_at: str) -> SweepSummary:
+    return SweepSummary(
+        sweep_id=sweep_id,
+        execution_arn="arn",
+        verdict=SweepVerdict.SUCCEEDED,
+        message="1 of 1 runs succeeded",
+        counts=SweepCounts(total=1, succeeded=1),
+        tolerated_failure_percentage=0,
+        stop_on_failure=False,
+        runs=[],
+        written_at=written_at,
+    )
+
+
+def test_sweep_summaries_read_back_newest_first_and_path_like_ids_are_not_found(tmp_path):
+    history = LocalHistory(tmp_path)
+    older = _summary("sweep-a", "2026-11-23T10:00:00+00:00")
+    newer = _summary("sweep-b", "2026-11-23T11:00:00+00:00")
+    history.save_sweep(older)
+    history.save_sweep(newer)
+
+    assert history.sweep("sweep-a") == older
+    assert history.list_sweeps() == [newer, older]
+    assert history.sweep("../sweep-a") is None
+    with pytest.raises(ValueError, match="not a sweep id"):
+        history.save_sweep(_summary("../x", "2026-11-23T12:00:00+00:00"))
+
+
+def test_a_corrupt_sweep_summary_is_named_with_what_to_do(tmp_path):
+    history = LocalHistory(tmp_path)
+    history.save_sweep(_summary("sweep-a", "2026-11-23T10:00:00+00:00"))
+    (tmp_path / "history" / ".sweeps" / "sweep-a.json").write_text('{"sweep_id": "sweep-a"}')
+
+    for read in (lambda: history.sweep("sweep-a"), history.list_sweeps):
+        with pytest.raises(RunctlError, match=r"sweep-a\.json is not a sweep summary .*delete it"):
+            read()
