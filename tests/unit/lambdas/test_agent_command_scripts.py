@@ -305,8 +305,15 @@ def test_given_two_installs_at_once_on_one_instance_then_both_succeed_with_one_w
 
 
 def _blocked_in_flock(pid: int) -> bool:
-    children = psutil.Process(pid).children()
-    return any(child.name() == "flock" for child in children)
+    return any(_name_or_none(child) == "flock" for child in psutil.Process(pid).children())
+
+
+def _name_or_none(process: psutil.Process) -> str | None:
+    # A short-lived child (the script's mkdir, rm, ...) may exit between listing and reading.
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _wait_until(condition, seconds: float = 10.0) -> None:
