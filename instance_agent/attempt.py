@@ -162,6 +162,8 @@ class AttemptRunner:
                 logger.exception("the agent failed during attempt %s", self.config.attempt)
                 result = self._after_agent_error(_describe(error))
             heartbeat.stop()
+            # A notice since the last look changes nothing now, but the log says it came.
+            notices.stop(final_tick=True)
             self.sink.flush()  # the traceback reaches CloudWatch before the instance may go
             self._report(result)
         finally:

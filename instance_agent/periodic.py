@@ -43,9 +43,12 @@ class PeriodicThread(threading.Thread):
         except Exception:
             logger.exception("%s failed; trying again in %.1f s", self.name, self.interval)
 
-    def stop(self) -> None:
-        """Stop ticking and wait for a tick in progress to finish."""
+    def stop(self, final_tick: bool = False) -> None:
+        """Stop ticking and wait for a tick in progress to finish; with `final_tick`, run the
+        action once more after that, so nothing that happened since the last tick is missed."""
         self._stopping.set()
         self._wake.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join()
+        if final_tick:
+            self._tick()

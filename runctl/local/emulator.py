@@ -6,7 +6,6 @@ import contextlib
 import io
 import logging
 import os
-import socket
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -36,20 +35,14 @@ _ORIGINAL_CREATE_MULTIPART = S3Backend.create_multipart_upload
 _ORIGINAL_PUT_OBJECT = S3Backend.put_object
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Emulator:
     """Start with `with Emulator(root) as emulator:`; everything is undone on exit."""
 
     def __init__(self, root: Path, boot_seconds: float = 0.0) -> None:
         self.root = root
         self.boot_seconds = boot_seconds
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # the server's, once started
+        self.endpoint = ""
         self.fleet = LocalFleet(root, {}, boot_seconds)
         # Called with each key whose upload begins (fault injection keys on them).
         self.on_upload_started: list[Callable[[str], None]] = []
@@ -58,6 +51,13 @@ class Emulator:
     def __enter__(self) -> Emulator:
         self.root.mkdir(parents=True, exist_ok=True)
         stack = self._stack
+        # Port 0: the server binds a free port itself (no window for another process to take it).
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self._server.start()
+        stack.callback(self._server.stop)
+        self.port = self._server.get_host_and_port()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
         stack.enter_context(
             mock.patch.dict(
                 os.environ,
@@ -98,10 +98,6 @@ class Emulator:
         # moto logs every failed state at ERROR; a failed run is reported by runctl itself.
         for noisy in ("werkzeug", "moto.stepfunctions"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        with contextlib.redirect_stdout(io.StringIO()):
-            self._server.start()
-        stack.callback(self._server.stop)
         # moto's backends are process-wide: start from nothing, whatever ran here before.
         reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback server

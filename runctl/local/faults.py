@@ -4,6 +4,7 @@ through the instance's IMDS and EventBridge-shaped events, the way AWS delivers 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from runctl.local.session import LocalSession
 
 ACCOUNT = "123456789012"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class EventDelivery:
                     Payload=json.dumps(event).encode(),
                 )
                 self.delivered.append((event, json.loads(response["Payload"].read() or b"{}")))
+            except Exception as error:  # one failed delivery must not stop the ones after it
+                logger.exception("cannot deliver %s", event["detail-type"])
+                self.delivered.append((event, {"deliveryError": str(error)}))
             finally:
                 self._queue.task_done()
         self._queue.task_done()
@@ -104,6 +110,7 @@ class FaultInjector:
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._work, daemon=True)
+        self._terminations: list[threading.Timer] = []  # due at the end of each spot notice
 
     def start(self) -> FaultInjector:
         self._thread.start()
@@ -112,6 +119,9 @@ class FaultInjector:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        # The run is over; its instances are gone or terminated by its own cleanup.
+        for timer in self._terminations:
+            timer.cancel()
 
     def _work(self) -> None:
         for fault in self.faults:
@@ -126,7 +136,10 @@ class FaultInjector:
             if instance is None:
                 return
             self.applied.append((fault, instance.instance_id, datetime.now(UTC)))
-            getattr(self, f"_{fault.kind}")(instance, fault)
+            try:
+                getattr(self, f"_{fault.kind}")(instance, fault)
+            except Exception:  # said, so a run that was meant to be faulted is not a mystery
+                logger.exception("cannot apply %s to %s", fault, instance.instance_id)
 
     def _wait_for_upload(self, text: str) -> bool:
         started = threading.Event()
@@ -182,6 +195,7 @@ class FaultInjector:
         )
         timer = threading.Timer(notice, self._terminate, args=(instance.instance_id,))
         timer.daemon = True
+        self._terminations.append(timer)
         timer.start()
 
     def _rebalance(self, instance: LocalInstance, fault: Fault) -> None:

@@ -20,6 +20,7 @@ from runctl.local.imds import LocalImds
 # (the agent detaches with setsid, and the script runs in its own session).
 INSTANCE_ENV_MARKER = "RUNCTL_LOCAL_INSTANCE"
 SSM_OUTPUT_LIMIT = 24_000  # GetCommandInvocation returns at most this much of stdout
+_TERMINATE_SECONDS = 10.0  # to see every process of a terminated instance gone
 
 
 @dataclass
@@ -106,11 +107,16 @@ class LocalInstance:
     def terminate(self) -> None:
         """Like EC2 reclaiming the machine: every process on it dies at once."""
         self.terminated.set()
-        for process in self.processes():
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                continue
+        # Again until none is left: a command already running may fork after a look (the
+        # install starting the agent), and a killed process lingers until it is reaped.
+        deadline = time.monotonic() + _TERMINATE_SECONDS
+        while (processes := self.processes()) and time.monotonic() < deadline:
+            for process in processes:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    continue
+            psutil.wait_procs(processes, timeout=0.5)
         self.imds.stop()
 
 

@@ -11,6 +11,7 @@ upload starts anything is decided by the deployed pattern, not by this module.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -20,6 +21,8 @@ import boto3
 from lambdas.functions import START_PIPELINE_RUN
 from lambdas.logic.pipelines import marker_event_pattern, pipelines_by_bucket
 from lambdas.models.pipeline import Pipeline, pipelines_env_value, schedule_payload
+
+logger = logging.getLogger(__name__)
 
 # Powertools' DynamoDBPersistenceLayer key (stacks/pipelines.py creates the same table).
 TRIGGERS_KEY = "id"
@@ -135,19 +138,28 @@ class PipelineEventDelivery:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            messages = self._sqs.receive_message(
-                QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            ).get("Messages", [])
-            for message in messages:
-                self._busy.set()
-                try:
-                    event = json.loads(message["Body"])
-                    self.delivered.append((event, self._invoke(event)))
-                    self._sqs.delete_message(
-                        QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
-                finally:
-                    self._busy.clear()
+            try:
+                self._deliver_some()
+            except Exception:
+                # As EventBridge would, try again: the message returns to the queue once its
+                # visibility timeout passes.
+                logger.exception("cannot deliver a marker event; it stays queued")
+                self._stop.wait(1)
+
+    def _deliver_some(self) -> None:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
+        for message in messages:
+            self._busy.set()
+            try:
+                event = json.loads(message["Body"])
+                self.delivered.append((event, self._invoke(event)))
+                self._sqs.delete_message(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+            finally:
+                self._busy.clear()
 
     def _invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         response = self._lambda.invoke(

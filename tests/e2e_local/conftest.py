@@ -20,13 +20,23 @@ from runctl.local.session import LocalSession, RunEvent, RunOutcome
 from runctl.packaging import package_directory
 from tests.conftest import wide_console
 
-# Quick polls and a short heartbeat so a lost agent is noticed in seconds, not minutes.
-E2E_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=20)
+# Quick polls; lost instances are noticed by their state-change event, so the heartbeat (the
+# backstop) can allow for an agent slowed by a loaded machine.
+E2E_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=60)
+# Whole runs and sweeps, with their module's session set up first: the hang guard for e2e tests
+# (pyproject's 300 s) must exceed the longest wait a test allows itself (280 s) plus that setup.
+E2E_TIMEOUT_SECONDS = 600
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The stack name the CLI looks for by default (cdk.json's runctl:stackName).
 STACK = "Runctl"
 # Few, quick steps of examples/train_tiny.py: each run takes a few seconds.
 QUICK = ["--hp", "steps=15", "--hp", "step_seconds=0"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_SECONDS))
 
 
 @pytest.fixture(scope="module")

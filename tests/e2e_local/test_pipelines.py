@@ -61,7 +61,7 @@ def pipeline(code: CodePackage) -> Pipeline:
 def session(
     tmp_path_factory: pytest.TempPathFactory, code: CodePackage, pipeline: Pipeline
 ) -> Iterator[LocalSession]:
-    settings = LocalSettings(poll_seconds=1, heartbeat_seconds=20, pipelines=(pipeline,))
+    settings = LocalSettings(poll_seconds=1, heartbeat_seconds=60, pipelines=(pipeline,))
     with LocalSession(tmp_path_factory.mktemp("runctl-local"), settings) as local:
         assert local.stack.bucket == LOCAL_BUCKET
         local.upload_code(code)

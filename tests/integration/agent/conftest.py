@@ -32,6 +32,7 @@ DATA_BUCKET = "runctl-data"
 TABLE = "runctl-runs"
 LOG_GROUP = "/runctl/runs"
 RUN_ID = "run-20261123-abc"
+_HOLD_SECONDS = 60  # a held download waits this long for the event that releases it
 FAST = Intervals(
     log_flush=0.05,
     checkpoint_sync=0.05,
@@ -96,7 +97,7 @@ class SignallingS3:
     """The moto client; after a write whose key contains a watched fragment, a file is touched,
     so a running script can wait for the agent's background work. Uploads of keys containing a
     `failing` fragment raise. `writes` lists the keys written, in the order the writes returned.
-    With `hold`, downloads wait (up to 10 s) for that event first."""
+    With `hold`, downloads wait (up to _HOLD_SECONDS) for that event first."""
 
     def __init__(
         self,
@@ -113,8 +114,8 @@ class SignallingS3:
         self.hold = hold
 
     def download_file(self, bucket: str, key: str, filename: str, **kwargs: Any) -> None:
-        if self.hold is not None and not self.hold.wait(10):
-            raise AssertionError(f"download of {key} held for 10 s: the event never came")
+        if self.hold is not None and not self.hold.wait(_HOLD_SECONDS):
+            raise AssertionError(f"download of {key} held for {_HOLD_SECONDS} s: no event came")
         self.client.download_file(bucket, key, filename, **kwargs)
 
     def upload_file(self, filename: str, bucket: str, key: str, **kwargs: Any) -> None:

@@ -242,7 +242,7 @@ def test_given_a_termination_time_near_then_sigkill_comes_before_it_whatever_the
 
     result = harness.run(harness.write_config(spec))
 
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 45  # not the 60 s grace, with room for a loaded machine
     assert result.exit_code == 137
     _assert_handed_off(
         harness, "spot-interrupted", _assert_latest_is_the_newest_intact_checkpoint(harness)

@@ -190,3 +190,26 @@ def test_given_a_long_interval_when_triggered_then_the_action_runs_now():
         thread.stop()
 
     assert not thread.is_alive()
+
+
+def test_given_a_final_tick_when_stopped_then_the_action_runs_once_more_after_the_thread_ends():
+    calls = []
+    thread = PeriodicThread("notices", 3600, lambda: calls.append(thread.is_alive()))
+    thread.start()
+
+    thread.stop(final_tick=True)
+
+    assert calls == [False]  # no tick while it ran (hour-long interval), then one after it
+    assert not thread.is_alive()
+
+
+def test_given_a_failing_final_tick_when_stopped_then_stop_still_returns():
+    def fails() -> None:
+        raise OSError("IMDS unreachable")
+
+    thread = PeriodicThread("notices", 3600, fails)
+    thread.start()
+
+    thread.stop(final_tick=True)
+
+    assert not thread.is_alive()

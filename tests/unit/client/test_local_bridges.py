@@ -106,3 +106,20 @@ def test_terminating_an_instance_kills_its_detached_processes(tmp_path):
     # Then nothing of it is left running, and further commands fail
     assert instance.processes() == []
     assert instance.run_shell(["true"], 5).status == "Failed"
+
+
+def test_terminating_an_instance_also_kills_what_its_processes_start_meanwhile(tmp_path):
+    # Given a detached process that keeps starting others (as an install starts the agent)
+    instance_id = f"i-{uuid.uuid4().hex[:17]}"
+    instance = LocalInstance(
+        instance_id, "g5.xlarge", "us-east-1a", tmp_path / "i", {"PATH": "/usr/bin:/bin"}, 0
+    )
+    spawner = "while true; do setsid sleep 300 & sleep 0.001; done"
+    try:
+        instance.run_shell([f"setsid nohup bash -c '{spawner}' >/dev/null 2>&1 </dev/null &"], 30)
+    finally:
+        # When the instance is terminated while it does
+        instance.terminate()
+
+    # Then nothing of it is left running, not even what started after the first look
+    assert instance.processes() == []

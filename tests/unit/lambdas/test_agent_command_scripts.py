@@ -172,13 +172,9 @@ def test_given_hostile_run_id_when_start_script_runs_then_agent_gets_it_as_one_a
     assert sorted(path.name for path in tmp_path.rglob("pwned*")) == []
 
 
-def _wait_for(path, seconds: float = 5.0) -> None:
+def _wait_for(path, seconds: float = 60.0) -> None:
     """The agent is started detached: wait until the stand-in has written all of its argv."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().endswith(b"\0"):
-            return
-        time.sleep(0.02)
+    _wait_until(lambda: path.exists() and path.read_bytes().endswith(b"\0"), seconds)
 
 
 # A stand-in boto3 whose download_file serves the next file listed in STUB_DOWNLOADS (one per
@@ -316,7 +312,7 @@ def _name_or_none(process: psutil.Process) -> str | None:
         return None
 
 
-def _wait_until(condition, seconds: float = 10.0) -> None:
+def _wait_until(condition, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
