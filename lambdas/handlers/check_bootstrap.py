@@ -16,4 +16,6 @@ from lambdas.observability import logger, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=StepInput)
 def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
-    return check_bootstrap(event, wiring.ssm_commands(), time.time()).model_dump()
+    return check_bootstrap(
+        event, wiring.ssm_commands(), wiring.runs_table(), time.time()
+    ).model_dump()

@@ -9,9 +9,10 @@ from typing import Any
 from lambdas.constants import agent_config_key
 from lambdas.dal.runs_table import RunsTable
 from lambdas.env import LambdaEnv
-from lambdas.errors import RunNotLive, RunStopped
+from lambdas.errors import RunNotLive
 from lambdas.integrations.ssm_commands import SsmCommands
 from lambdas.logic.agent_commands import install_agent_script, start_agent_script
+from lambdas.logic.stopping import ensure_not_stopped
 from lambdas.models.steps import BootstrapInfo, StartAgentInput, StepInput
 
 
@@ -68,9 +69,7 @@ def start_agent(
         run.run_id, run.attempt, now, {"task_token": request.task_token}, unless_stop_requested=True
     )
     if not stored:
-        record = table.get(run.run_id)
-        if record is not None and record.stop_requested_at is not None:
-            raise RunStopped(f"run {run.run_id} was stopped on request before training began")
+        ensure_not_stopped(table, run.run_id)
         raise RunNotLive(f"run {run.run_id} is no longer live; not starting its agent")
     return commands.run_shell(
         request.instance.instance_id,

@@ -11,6 +11,7 @@ from lambdas.env import LambdaEnv
 from lambdas.errors import CapacityUnavailable, RunNotLive
 from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
 from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
+from lambdas.logic.stopping import ensure_not_stopped
 from lambdas.models.run_record import Attempt
 from lambdas.models.steps import InstanceInfo, RunContext
 from lambdas.observability import logger
@@ -83,6 +84,7 @@ def launch_attempt(
         launched = existing[0]
         logger.info("attempt already launched", extra={"instance_id": launched.instance_id})
     else:
+        ensure_not_stopped(table, run.run_id)  # no instance for a run the user stopped
         launched = _launch_first_available(run, env, fleet)
     recorded = table.start_attempt(
         run.run_id,

@@ -1,20 +1,24 @@
-"""CheckInstance and CheckBootstrap: one poll each, bounded by a deadline set when polling began."""
+"""CheckInstance and CheckBootstrap: one poll each, bounded by a deadline set when polling began,
+and ended early by a stop request (a boot can take minutes)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from lambdas.dal.runs_table import RunsTable
 from lambdas.errors import BootstrapFailed, InstanceLost, InstanceStartTimeout
 from lambdas.integrations.ec2_fleet import Ec2Fleet
 from lambdas.integrations.ssm_commands import SsmCommands
 from lambdas.logic.polling import next_poll_seconds
+from lambdas.logic.stopping import ensure_not_stopped
 from lambdas.models.steps import ReadyProbe, StepInput
 
 _GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
 OUTPUT_TAIL_CHARS = 2000
 
 
-def check_instance(step: StepInput, fleet: Ec2Fleet, now: float) -> ReadyProbe:
+def check_instance(step: StepInput, fleet: Ec2Fleet, table: RunsTable, now: float) -> ReadyProbe:
+    ensure_not_stopped(table, step.run.run_id)
     instance_id = step.instance.instance_id
     described = fleet.describe(instance_id)
     state = described["State"]["Name"] if described else "unknown"
@@ -33,8 +37,11 @@ def check_instance(step: StepInput, fleet: Ec2Fleet, now: float) -> ReadyProbe:
     return _not_ready(step, detail, now)
 
 
-def check_bootstrap(step: StepInput, commands: SsmCommands, now: float) -> ReadyProbe:
+def check_bootstrap(
+    step: StepInput, commands: SsmCommands, table: RunsTable, now: float
+) -> ReadyProbe:
     assert step.bootstrap is not None, "CheckBootstrap needs $.bootstrap"
+    ensure_not_stopped(table, step.run.run_id)
     status = commands.status(step.bootstrap.command_id, step.instance.instance_id)
     if status.status == "Success":
         return ReadyProbe(ready=True, detail="agent installed")

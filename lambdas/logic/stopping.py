@@ -1,13 +1,14 @@
 """StopRun: a user's graceful stop. A run whose agent works is stopped by the agent (SIGTERM,
 grace, checkpoint and outputs uploaded, then the task ends with Runctl.Cancelled); a run with no
-agent yet ends at its next step (StartAgent or PlanNextAttempt sees the mark). Either way
+agent yet ends at its next step (LaunchInstance, a boot or bootstrap poll, StartAgent or
+PlanNextAttempt sees the mark; `ensure_not_stopped`). Either way
 FinalizeRun ends it CANCELLED and terminates its instances."""
 
 from __future__ import annotations
 
 from lambdas.constants import NOTICE_STOP_REQUESTED
 from lambdas.dal.runs_table import RunsTable
-from lambdas.errors import RunNotFound
+from lambdas.errors import RunNotFound, RunStopped
 from lambdas.integrations.ssm_commands import SsmCommands
 from lambdas.logic.agent_commands import send_notice
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
@@ -57,6 +58,16 @@ def stop_run(run_id: str, table: RunsTable, commands: SsmCommands, now: str) -> 
             "resume training; it ends CANCELLED at its next step and its instances are terminated"
         ),
     )
+
+
+def ensure_not_stopped(table: RunsTable, run_id: str) -> None:
+    """Raise RunStopped when the user asked to stop the run: each step that starts an attempt
+    (launch, boot polls, bootstrap polls, StartAgent) looks, so a stop takes effect at the next
+    one rather than after a long boot. FinalizeRun then ends the run CANCELLED and terminates
+    its instances."""
+    record = table.get(run_id)
+    if record is not None and record.stop_requested_at is not None:
+        raise RunStopped(f"run {run_id} was stopped on request before training began")
 
 
 def _finished(record: RunRecord) -> StopRunOutput:

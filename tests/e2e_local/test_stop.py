@@ -1,14 +1,18 @@
 """`runctl stop` in local mode: the agent checkpoints and uploads, the run ends CANCELLED, and no
-instance is left; a run stopped before training never trains."""
+instance is left; a run stopped before training never trains, and does not wait for its boot."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from lambdas.constants import checkpoint_manifest_key, outputs_prefix
 from lambdas.models.run_record import EndReason, RunStatus
+from runctl.local.session import LocalSession
+from tests.e2e_local.conftest import E2E_SETTINGS, ScriptRunner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
 
@@ -55,22 +59,35 @@ def test_stopping_a_training_run_checkpoints_uploads_and_cancels(runner, wait_fo
     assert session.live_instances() == []
 
 
-def test_stopping_before_training_never_starts_the_script(runner, wait_for_record):
-    session = runner.session
-    run_id = session.start(runner.spec(LONG_SCRIPT))
-    wait_for_record(session, run_id, lambda r: r.status in {RunStatus.PENDING, RunStatus.LAUNCHING})
+@pytest.fixture(scope="module")
+def slow_boot_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
+    """Instances that take ten minutes to come online, as a slow AMI might."""
+    settings = replace(E2E_SETTINGS, boot_seconds=600, instance_ready_timeout_seconds=900)
+    with LocalSession(tmp_path_factory.mktemp("runctl-slow-boot"), settings) as session:
+        yield session
 
-    answer = session.stop(run_id)
-    outcome = session.wait(run_id, timeout_seconds=120)
 
-    # Local instances boot in about a second, and the stop comes well inside it
+def test_stopping_during_a_long_boot_ends_the_run_without_waiting_for_the_boot(
+    slow_boot_session, tmp_path, wait_for_record
+):
+    # Given a run whose instance is still booting (for ten minutes)
+    runner = ScriptRunner(slow_boot_session, tmp_path)
+    run_id = slow_boot_session.start(runner.spec(LONG_SCRIPT))
+    wait_for_record(slow_boot_session, run_id, lambda r: r.status is RunStatus.LAUNCHING)
+
+    # When the user stops it
+    answer = slow_boot_session.stop(run_id)
+    outcome = slow_boot_session.wait(run_id, timeout_seconds=120)
+
+    # Then it ends CANCELLED at the next boot poll (well inside the boot), never trained, and
+    # its instance is gone
     assert answer["action"] == "stopping-before-training", answer
     assert outcome.record.status is RunStatus.CANCELLED
     assert outcome.record.end_reason is EndReason.CANCELLED
     assert "stopped on request before training began" in outcome.record.error
     assert runner.s3_keys(outputs_prefix(run_id)) == []
     assert not outcome.record.latest_metrics
-    assert session.live_instances() == []
+    assert slow_boot_session.live_instances() == []
 
 
 def test_stopping_a_finished_run_changes_nothing(runner):

@@ -157,6 +157,13 @@ def test_sensitive_actions_are_granted_only_to_the_steps_that_use_them(synthesiz
     assert {name for name, granted in by_step.items() if action in granted} == steps
 
 
+@pytest.mark.parametrize("step", ["CheckInstance", "CheckBootstrap"])
+def test_the_boot_polls_may_only_read_the_run_record_to_see_a_stop(synthesized, step):
+    granted = _actions_by_step(synthesized)[step]
+
+    assert {action for action in granted if action.startswith("dynamodb:")} == {"dynamodb:GetItem"}
+
+
 def test_no_function_role_grants_a_service_wide_action(synthesized):
     for name, granted in _actions_by_step(synthesized).items():
         assert not [action for action in granted if action == "*" or action.endswith(":*")], name

@@ -28,8 +28,9 @@ def step(run_context) -> dict:
 
 
 @pytest.fixture
-def check(invoke, step, fake_ssm):
-    """One CheckBootstrap call for command cmd-1, with its deadline moved if asked."""
+def check(invoke, step, fake_ssm, lambda_environment):
+    """One CheckBootstrap call for command cmd-1, with its deadline moved if asked (the runs
+    table is there, without the run: no stop asked)."""
 
     def call(deadline_in: float = 300.0):
         bootstrap = {"command_id": "cmd-1", "deadline": time.time() + deadline_in}

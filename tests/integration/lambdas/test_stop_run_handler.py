@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lambdas.errors import RunNotFound, RunStopped
-from lambdas.handlers import start_agent, stop_run
+from lambdas.handlers import check_bootstrap, check_instance, launch_instance, start_agent, stop_run
 
 TOKEN = "AQCEAAAAKgAAAA-task-token-" + "t" * 40
 
@@ -111,3 +111,42 @@ def test_given_stop_before_the_agent_starts_when_start_agent_runs_then_run_stopp
 
     assert fake_ssm.sent == []
     assert "task_token" not in read_record("run-1")
+
+
+def test_given_stop_before_the_launch_when_launch_instance_runs_then_nothing_is_launched(
+    stop, invoke, recorded_run, ec2_spy
+):
+    stop()
+
+    with pytest.raises(RunStopped, match="stopped on request before training began"):
+        invoke(launch_instance, {"run": recorded_run})
+
+    assert ec2_spy.run_requests == []
+
+
+def test_given_stop_during_the_boot_when_the_instance_is_polled_then_the_boot_ends_there(
+    stop, invoke, recorded_run, launched, fake_ssm
+):
+    # Given an instance that is up (the stop wins over "ready")
+    fake_ssm.online.add(launched["instance_id"])
+    stop()
+
+    with pytest.raises(RunStopped, match="stopped on request before training began"):
+        invoke(check_instance, {"run": recorded_run, "instance": launched})
+
+
+def test_given_stop_during_the_agent_install_when_it_is_polled_then_the_install_ends_there(
+    stop, invoke, recorded_run, launched, fake_ssm
+):
+    fake_ssm.invocation = {"Status": "Success"}
+    stop()
+
+    with pytest.raises(RunStopped, match="stopped on request before training began"):
+        invoke(
+            check_bootstrap,
+            {
+                "run": recorded_run,
+                "instance": launched,
+                "bootstrap": {"command_id": "cmd-1", "deadline": launched["ready_deadline"]},
+            },
+        )
