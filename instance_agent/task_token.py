@@ -40,15 +40,13 @@ class TaskToken:
         return self._ending is not None
 
     def heartbeat(self) -> None:
-        # Under the lock: once the end is decided, no heartbeat goes after it.
-        with self._lock:
-            if self._ending is not None:
-                return  # the task is over: a heartbeat could only fail
-            try:
-                self.client.send_task_heartbeat(taskToken=self.token)
-            except (ClientError, BotoCoreError) as error:
-                # TaskTimedOut means the state machine moved on; the result still lands in S3.
-                logger.warning("task heartbeat failed: %s", error)
+        if self._ending is not None:
+            return  # the task is over: a heartbeat could only fail
+        try:
+            self.client.send_task_heartbeat(taskToken=self.token)
+        except (ClientError, BotoCoreError) as error:
+            # TaskTimedOut means the state machine moved on; the result still lands in S3.
+            logger.warning("task heartbeat failed: %s", error)
 
     def succeed(self, output: str) -> bool:
         """End the task with success; False (and no call) when its end was decided before."""

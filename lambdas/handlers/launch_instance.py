@@ -9,12 +9,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas import wiring
 from lambdas.env import lambda_env
 from lambdas.logic.launching import launch_attempt
-from lambdas.models.steps import RunContext
+from lambdas.models.steps import PreviousAttempt, RunContext
 from lambdas.observability import logger, metrics, tracer
 
 
 class LaunchInput(BaseModel):
     run: RunContext
+    previous: PreviousAttempt | None = None
 
 
 @logger.inject_lambda_context
@@ -30,6 +31,7 @@ def lambda_handler(event: LaunchInput, context: LambdaContext) -> dict[str, Any]
         wiring.runs_table(),
         wiring.utc_now().isoformat(),
         env.INSTANCE_READY_TIMEOUT_SECONDS,
+        previous=event.previous,
     )
     metrics.add_metric(name=f"Launched-{instance.market}", unit=MetricUnit.Count, value=1)
     return instance.model_dump(mode="json")

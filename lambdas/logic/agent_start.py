@@ -69,7 +69,7 @@ def start_agent(
         run.run_id, run.attempt, now, {"task_token": request.task_token}, unless_stop_requested=True
     )
     if not stored:
-        ensure_not_stopped(table, run.run_id)
+        ensure_not_stopped(table, run.run_id, run.attempt)
         raise RunNotLive(f"run {run.run_id} is no longer live; not starting its agent")
     return commands.run_shell(
         request.instance.instance_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,9 +12,9 @@ from lambdas.env import LambdaEnv
 from lambdas.errors import CapacityUnavailable, RunNotLive
 from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
 from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
-from lambdas.logic.stopping import ensure_not_stopped
+from lambdas.logic.stopping import ensure_not_stopped, stop_may_end_attempt
 from lambdas.models.run_record import Attempt
-from lambdas.models.steps import InstanceInfo, RunContext
+from lambdas.models.steps import InstanceInfo, PreviousAttempt, RunContext
 from lambdas.observability import logger
 
 # IMDSv2 only; hop limit 2 lets a container on the instance reach IMDS, no further.
@@ -76,6 +77,7 @@ def launch_attempt(
     table: RunsTable,
     now: str,
     ready_timeout_seconds: int,
+    previous: PreviousAttempt | None = None,
 ) -> InstanceInfo:
     # A retried invocation finds the instance the first one launched (ClientToken alone is not
     # enough: each option has its own token, and the emulator ignores tokens).
@@ -84,7 +86,10 @@ def launch_attempt(
         launched = existing[0]
         logger.info("attempt already launched", extra={"instance_id": launched.instance_id})
     else:
-        ensure_not_stopped(table, run.run_id)  # no instance for a run the user stopped
+        # No instance for a run the user stopped (unless ending it now would cut the handoff
+        # of the attempt it replaces short: then a later step ends it).
+        if stop_may_end_attempt(previous, datetime.fromisoformat(now).timestamp()):
+            ensure_not_stopped(table, run.run_id, run.attempt)
         launched = _launch_first_available(run, env, fleet)
     recorded = table.start_attempt(
         run.run_id,

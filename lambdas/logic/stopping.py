@@ -12,7 +12,7 @@ from lambdas.errors import RunNotFound, RunStopped
 from lambdas.integrations.ssm_commands import SsmCommands
 from lambdas.logic.agent_commands import send_notice
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
-from lambdas.models.steps import StopRunOutput
+from lambdas.models.steps import PreviousAttempt, StopRunOutput
 
 # The agent works (and reads notices) in these states; in CHECKPOINTING it is already ending the
 # attempt for an interruption, and the next attempt will not start.
@@ -60,14 +60,22 @@ def stop_run(run_id: str, table: RunsTable, commands: SsmCommands, now: str) -> 
     )
 
 
-def ensure_not_stopped(table: RunsTable, run_id: str) -> None:
+def ensure_not_stopped(table: RunsTable, run_id: str, attempt: int) -> None:
     """Raise RunStopped when the user asked to stop the run: each step that starts an attempt
     (launch, boot polls, bootstrap polls, StartAgent) looks, so a stop takes effect at the next
     one rather than after a long boot. FinalizeRun then ends the run CANCELLED and terminates
     its instances."""
     record = table.get(run_id)
     if record is not None and record.stop_requested_at is not None:
-        raise RunStopped(f"run {run_id} was stopped on request before training began")
+        began = "training began" if attempt == 1 else f"attempt {attempt} began training"
+        raise RunStopped(f"run {run_id} was stopped on request before {began}")
+
+
+def stop_may_end_attempt(previous: PreviousAttempt | None, now: float) -> bool:
+    """Whether a stop may end a starting attempt before StartAgent. Not while the attempt it
+    replaces may still be handing off its newest checkpoint (until ReleasePreviousAttempt's
+    deadline): FinalizeRun would terminate that instance mid-upload."""
+    return previous is None or not previous.await_handoff or now >= previous.release_deadline
 
 
 def _finished(record: RunRecord) -> StopRunOutput:

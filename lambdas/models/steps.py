@@ -60,6 +60,16 @@ class BootstrapInfo(_Payload):
     deadline: float
 
 
+class PreviousAttempt(_Payload):
+    """`$.previous`: the attempt being replaced, released before the next one trains."""
+
+    attempt: int
+    reason: str
+    instance_ids: list[str] = Field(default_factory=list)
+    await_handoff: bool = Field(description="an interrupted agent is still checkpointing")
+    release_deadline: float = Field(description="epoch seconds; terminate it by then anyway")
+
+
 class StepInput(_Payload):
     """What the per-instance steps receive."""
 
@@ -67,6 +77,8 @@ class StepInput(_Payload):
     instance: InstanceInfo
     bootstrap: BootstrapInfo | None = None
     poll_seconds: int = Field(default=10, ge=1, description="the deployment's base poll interval")
+    # The attempt this one replaces (a stop must not cut its handoff short).
+    previous: PreviousAttempt | None = None
 
 
 class StartAgentInput(StepInput):
@@ -94,16 +106,6 @@ class StepError(_Payload):
 
     Error: str
     Cause: str | None = None
-
-
-class PreviousAttempt(_Payload):
-    """`$.previous`: the attempt being replaced, released before the next one trains."""
-
-    attempt: int
-    reason: str
-    instance_ids: list[str] = Field(default_factory=list)
-    await_handoff: bool = Field(description="an interrupted agent is still checkpointing")
-    release_deadline: float = Field(description="epoch seconds; terminate it by then anyway")
 
 
 class NextAttemptPlan(_Payload):

@@ -44,8 +44,6 @@ class LocalSettings:
     default_instance_types: tuple[str, ...] = ("g5.xlarge", "g4dn.xlarge")
     # AWS gives 120 s between a spot warning and the termination; locally less, same protocol.
     spot_notice_seconds: float = 30.0
-    # How long a local instance takes to come online in SSM (AWS: a minute or more).
-    boot_seconds: float = 0.0
     # runctl:pipelines (issue #5): deployed with their marker rules (runctl/local/s3_events.py).
     pipelines: tuple[Pipeline, ...] = ()
 

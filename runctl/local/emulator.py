@@ -55,7 +55,6 @@ class Emulator:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         with contextlib.redirect_stdout(io.StringIO()):
             self._server.start()
-        stack.callback(self._server.stop)
         self.port = self._server.get_host_and_port()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         stack.enter_context(
@@ -98,6 +97,8 @@ class Emulator:
         # moto logs every failed state at ERROR; a failed run is reported by runctl itself.
         for noisy in ("werkzeug", "moto.stepfunctions"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
+        # Registered after the patches, so on exit the server stops before they are undone.
+        stack.callback(self._server.stop)
         # moto's backends are process-wide: start from nothing, whatever ran here before.
         reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback server

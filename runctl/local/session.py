@@ -29,7 +29,7 @@ class LocalSession:
     def __init__(self, root: Path, settings: LocalSettings | None = None) -> None:
         self.root = root
         self.settings = settings or LocalSettings()
-        self.emulator = Emulator(root, self.settings.boot_seconds)
+        self.emulator = Emulator(root)
         self.stack: LocalStack
 
     def __enter__(self) -> LocalSession:

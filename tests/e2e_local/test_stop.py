@@ -4,15 +4,11 @@ instance is left; a run stopped before training never trains, and does not wait 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 
 from lambdas.constants import checkpoint_manifest_key, outputs_prefix
 from lambdas.models.run_record import EndReason, RunStatus
-from runctl.local.session import LocalSession
-from tests.e2e_local.conftest import E2E_SETTINGS, ScriptRunner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
 
@@ -59,25 +55,18 @@ def test_stopping_a_training_run_checkpoints_uploads_and_cancels(runner, wait_fo
     assert session.live_instances() == []
 
 
-@pytest.fixture(scope="module")
-def slow_boot_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
-    """Instances that take ten minutes to come online, as a slow AMI might."""
-    settings = replace(E2E_SETTINGS, boot_seconds=600, instance_ready_timeout_seconds=900)
-    with LocalSession(tmp_path_factory.mktemp("runctl-slow-boot"), settings) as session:
-        yield session
-
-
 def test_stopping_during_a_long_boot_ends_the_run_without_waiting_for_the_boot(
-    slow_boot_session, tmp_path, wait_for_record
+    runner, wait_for_record, monkeypatch
 ):
-    # Given a run whose instance is still booting (for ten minutes)
-    runner = ScriptRunner(slow_boot_session, tmp_path)
-    run_id = slow_boot_session.start(runner.spec(LONG_SCRIPT))
-    wait_for_record(slow_boot_session, run_id, lambda r: r.status is RunStatus.LAUNCHING)
+    # Given a run whose instance takes ten minutes to come online, as a slow AMI might
+    session = runner.session
+    monkeypatch.setattr(session.emulator.fleet, "boot_seconds", 600)
+    run_id = session.start(runner.spec(LONG_SCRIPT))
+    wait_for_record(session, run_id, lambda r: r.status is RunStatus.LAUNCHING)
 
     # When the user stops it
-    answer = slow_boot_session.stop(run_id)
-    outcome = slow_boot_session.wait(run_id, timeout_seconds=120)
+    answer = session.stop(run_id)
+    outcome = session.wait(run_id, timeout_seconds=120)
 
     # Then it ends CANCELLED at the next boot poll (well inside the boot), never trained, and
     # its instance is gone
@@ -87,7 +76,7 @@ def test_stopping_during_a_long_boot_ends_the_run_without_waiting_for_the_boot(
     assert "stopped on request before training began" in outcome.record.error
     assert runner.s3_keys(outputs_prefix(run_id)) == []
     assert not outcome.record.latest_metrics
-    assert slow_boot_session.live_instances() == []
+    assert session.live_instances() == []
 
 
 def test_stopping_a_finished_run_changes_nothing(runner):

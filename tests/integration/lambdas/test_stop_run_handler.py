@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -150,3 +151,53 @@ def test_given_stop_during_the_agent_install_when_it_is_polled_then_the_install_
                 "bootstrap": {"command_id": "cmd-1", "deadline": launched["ready_deadline"]},
             },
         )
+
+
+def _previous_handing_off(deadline_in: float) -> dict[str, Any]:
+    """`$.previous` for an attempt replacing an interrupted one that may still be uploading."""
+    return {
+        "attempt": 1,
+        "reason": "spot-interrupted",
+        "instance_ids": ["i-0previous00000000"],
+        "await_handoff": True,
+        "release_deadline": time.time() + deadline_in,
+    }
+
+
+def test_given_stop_while_the_replaced_attempt_hands_off_then_its_boot_goes_on_until_the_deadline(
+    stop, invoke, recorded_run, launched, fake_ssm, set_record_fields
+):
+    # Given attempt 2 booting while attempt 1's agent may still upload its newest checkpoint
+    set_record_fields("run-1", attempt=2)
+    resumed = {**recorded_run, "attempt": 2}
+    stop()
+
+    # When the boot is polled before the handoff deadline, it goes on (ending the run now would
+    # terminate attempt 1's instance mid-upload)
+    probe = invoke(
+        check_instance,
+        {"run": resumed, "instance": launched, "previous": _previous_handing_off(120)},
+    )
+    assert probe["ready"] is False
+
+    # And once the deadline has passed, the stop ends it, naming the attempt
+    with pytest.raises(RunStopped, match="before attempt 2 began training"):
+        invoke(
+            check_instance,
+            {"run": resumed, "instance": launched, "previous": _previous_handing_off(-1)},
+        )
+
+
+def test_given_stop_while_the_replaced_attempt_hands_off_when_launching_then_it_still_launches(
+    stop, invoke, recorded_run, set_record_fields, ec2_spy
+):
+    set_record_fields("run-1", attempt=2)
+    stop()
+
+    instance = invoke(
+        launch_instance,
+        {"run": {**recorded_run, "attempt": 2}, "previous": _previous_handing_off(120)},
+    )
+
+    assert instance["instance_id"]
+    assert len(ec2_spy.run_requests) == 1
