@@ -101,6 +101,17 @@ class FunctionPermissions:
             wildcard_reason="ec2:DescribeInstances " + NO_RESOURCE_SCOPE,
         )
 
+    def _describe_instances_and_spot_prices(self, function: lambda_.Function) -> None:
+        # DescribeSpotPriceHistory prices the run's spot attempts (lambdas/logic/pricing.py).
+        self._allow(
+            function,
+            "Describe",
+            ["ec2:DescribeInstances", "ec2:DescribeSpotPriceHistory"],
+            ["*"],
+            wildcard_reason="ec2:DescribeInstances and ec2:DescribeSpotPriceHistory "
+            + NO_RESOURCE_SCOPE,
+        )
+
     def _terminate_runctl_instances(self, function: lambda_.Function, what: str) -> None:
         self._allow(
             function,
@@ -355,15 +366,7 @@ class StepPermissions(FunctionPermissions):
             wildcard_reason="terminates the attempt's instance (id known only at run time), and "
             f"only instances tagged {TAG_MANAGED}=true (aws:ResourceTag condition)",
         )
-        # DescribeSpotPriceHistory prices the run's spot attempts (lambdas/logic/pricing.py).
-        self._allow(
-            function,
-            "Describe",
-            ["ec2:DescribeInstances", "ec2:DescribeSpotPriceHistory"],
-            ["*"],
-            wildcard_reason="ec2:DescribeInstances and ec2:DescribeSpotPriceHistory "
-            + NO_RESOURCE_SCOPE,
-        )
+        self._describe_instances_and_spot_prices(function)
         # result.json is missing after a failed launch or a lost instance: must read as 404;
         # metrics.jsonl of each attempt is read for the run's metrics summary.
         self._read_run_files(function, "runs/<run_id>/attempts/<n>/result.json and metrics.jsonl")
@@ -427,7 +430,10 @@ class EventHandlerPermissions(FunctionPermissions):
         self._send_command(function)
 
     def _grant_reap_orphans(self, function: lambda_.Function) -> None:
-        self._describe_instances(function)
+        # Spot prices and the attempts' metrics.jsonl: a run the reaper ends gets the cost and
+        # metrics summary FinalizeRun would have recorded.
+        self._describe_instances_and_spot_prices(function)
+        self._read_run_files(function, "runs/<run_id>/attempts/<n>/metrics.jsonl")
         self._terminate_runctl_instances(function, "instances no live run owns")
         self._allow(
             function,

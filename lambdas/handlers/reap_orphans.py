@@ -8,6 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas import wiring
 from lambdas.env import lambda_env
+from lambdas.integrations.aws_clients import aws_client
+from lambdas.integrations.metrics_files import MetricsFiles
+from lambdas.integrations.spot_prices import SpotPriceHistory
 from lambdas.logic.reaping import ReapIncomplete, reap
 from lambdas.observability import logger, metrics, tracer
 
@@ -16,12 +19,15 @@ from lambdas.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    env = lambda_env()
     summary = reap(
         wiring.ec2_fleet(),
         wiring.runs_table(),
         wiring.sfn(),
         wiring.utc_now(),
-        grace_seconds=lambda_env().REAPER_GRACE_SECONDS,
+        grace_seconds=env.REAPER_GRACE_SECONDS,
+        metrics_files=MetricsFiles(wiring.s3(), env.BUCKET_NAME),
+        prices=SpotPriceHistory(aws_client("ec2")),
     )
     counts = {
         "ReapedInstances": summary.terminated,

@@ -219,14 +219,7 @@ def finalize_run(
         else None
     )
     summary = run_summary_fields(record, MetricsFiles(s3, bucket), prices, now) if record else {}
-    try:
-        table.update_live(run.run_id, run.attempt, stamp, fields | summary, attempt_fields)
-    except ClientError as error:
-        # The summary could push the item past DynamoDB's 400 KB: end the run without it.
-        if not summary or error.response["Error"]["Code"] != "ValidationException":
-            raise
-        logger.warning("run item cannot take its cost and metrics summary", exc_info=True)
-        table.update_live(run.run_id, run.attempt, stamp, fields, attempt_fields)
+    write_run_end(table, run.run_id, run.attempt, stamp, fields, summary, attempt_fields)
     return FinalizeOutput(
         run_id=run.run_id,
         status=outcome.status.value,
@@ -235,6 +228,27 @@ def finalize_run(
         cause=outcome.cause,
         outputs_uri=result.outputs_uri if result else None,
     )
+
+
+def write_run_end(
+    table: RunsTable,
+    run_id: str,
+    attempt: int,
+    stamp: str,
+    fields: dict[str, Any],
+    summary: dict[str, Any],
+    attempt_fields: dict[str, Any] | None,
+) -> bool:
+    """The run's final write, with its cost and metrics summary when the item can take them;
+    False when the run had moved on (finished, or on another attempt)."""
+    try:
+        return table.update_live(run_id, attempt, stamp, fields | summary, attempt_fields)
+    except ClientError as error:
+        # The summary could push the item past DynamoDB's 400 KB: end the run without it.
+        if not summary or error.response["Error"]["Code"] != "ValidationException":
+            raise
+        logger.warning("run item cannot take its cost and metrics summary", exc_info=True)
+        return table.update_live(run_id, attempt, stamp, fields, attempt_fields)
 
 
 def run_summary_fields(

@@ -1,11 +1,12 @@
 """What a run's instances cost: each attempt's hourly price times how long it ran (pure).
 
-FinalizeRun records the cost of a finished run; the client uses the same `run_cost` with
-`static_price_lookup()` for a live run's cost so far. Times are the run record's: an attempt runs
-from `started_at` (LaunchInstance recorded it) to `ended_at` (the next attempt was planned, or the
-run was finalized), or to `now` while it is live. An interrupted instance that is still
-checkpointing after its successor was planned is not counted, so the figure is a close estimate of
-EC2's per-second bill, not the bill itself; EBS, S3 and Lambda are not included.
+FinalizeRun (or the reaper, for a run it ends) records the cost of a finished run; the client
+uses the same `run_cost` with `static_price_lookup()` for a live run's cost so far. Times are the
+run record's: an attempt runs from `started_at` (LaunchInstance recorded it) to `ended_at` (the
+next attempt was planned, or the run was finalized), or to `now` while it is live. An interrupted
+instance that is still checkpointing after its successor was planned is not counted, so the figure
+is a close estimate of EC2's per-second bill, not the bill itself; EBS, S3 and Lambda are not
+included.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ from botocore.exceptions import ClientError
 from lambdas.constants import TAG_ATTEMPT, TAG_RUN_ID
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.ec2_fleet import Ec2Fleet, ManagedInstance
-from lambdas.logic.finalizing import error_name
+from lambdas.integrations.metrics_files import MetricsFiles
+from lambdas.logic.finalizing import error_name, run_summary_fields, write_run_end
+from lambdas.logic.pricing import PriceLookup
 from lambdas.models.run_record import FINAL_STATUSES, EndReason, RunRecord, RunStatus
 from lambdas.models.run_spec import Limits
 from lambdas.observability import logger
@@ -174,9 +176,14 @@ class Reaper:
         now: datetime,
         grace_seconds: int = DEFAULT_GRACE_SECONDS,
         margin_seconds: int = LIMIT_MARGIN_SECONDS,
+        *,
+        metrics_files: MetricsFiles,
+        prices: PriceLookup,
     ) -> None:
         self.fleet = fleet
         self.table = table
+        self.metrics_files = metrics_files
+        self.prices = prices
         self.executions = Executions(sfn)
         self.now = now
         self.grace_seconds = grace_seconds
@@ -284,11 +291,15 @@ class Reaper:
             "ended_at": stamp,
             "duration_seconds": duration,
         }
-        written = self.table.update_live(
+        # As FinalizeRun would have: the cost and metrics summary go with the end.
+        summary = run_summary_fields(record, self.metrics_files, self.prices, self.now)
+        written = write_run_end(
+            self.table,
             record.run_id,
             record.attempt,
             stamp,
             fields,
+            summary,
             # An attempt not yet launched has no entry to annotate.
             attempt_fields=(
                 {"ended_at": stamp, "end_reason": reason.value}
@@ -311,6 +322,18 @@ def reap(
     now: datetime,
     grace_seconds: int = DEFAULT_GRACE_SECONDS,
     margin_seconds: int = LIMIT_MARGIN_SECONDS,
+    *,
+    metrics_files: MetricsFiles,
+    prices: PriceLookup,
 ) -> ReapSummary:
     """One reaper pass; what it terminated, cancelled and ended over the limit."""
-    return Reaper(fleet, table, sfn, now, grace_seconds, margin_seconds).run()
+    return Reaper(
+        fleet,
+        table,
+        sfn,
+        now,
+        grace_seconds,
+        margin_seconds,
+        metrics_files=metrics_files,
+        prices=prices,
+    ).run()

@@ -1,4 +1,5 @@
-"""A run's cost as the client shows it: recorded by FinalizeRun, or so far for a live run."""
+"""A run's cost as the client shows it: recorded when the run ended (FinalizeRun, or the reaper),
+or so far for a live run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from lambdas.models.run_record import RunCost, RunRecord
 
 
 def cost_of(record: RunRecord, now: datetime | None = None) -> RunCost | None:
-    """FinalizeRun's figure when there is one; else the cost so far from static list prices
+    """The recorded figure when there is one; else the cost so far from static list prices
     (labelled as such), which needs no AWS pricing access. None before any instance started."""
     if record.cost is not None:
         return record.cost

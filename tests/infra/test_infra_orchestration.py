@@ -130,7 +130,13 @@ def test_lambda_code_asset_holds_only_the_lambdas_package(synthesized):
         ("s3:PutObject", {"StartAgent"}),
         (
             "s3:ListBucket",
-            {"ValidateRun", "PlanNextAttempt", "ReleasePreviousAttempt", "FinalizeRun"},
+            {
+                "ValidateRun",
+                "PlanNextAttempt",
+                "ReleasePreviousAttempt",
+                "FinalizeRun",
+                "ReapOrphans",
+            },
         ),
         ("dynamodb:PutItem", {"RecordRun", "FinalizeRun"}),
         ("dynamodb:Scan", {"RecordRun", "FinalizeRun", "ReapOrphans"}),

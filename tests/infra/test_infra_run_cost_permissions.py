@@ -1,4 +1,5 @@
-"""FinalizeRun may read spot prices and the attempts' metrics files; no other function may."""
+"""FinalizeRun and ReapOrphans (the functions that end runs) may read spot prices and the
+attempts' metrics files; no other function may."""
 
 from __future__ import annotations
 
@@ -21,20 +22,22 @@ def _statements_granting(synthesized, action):
     return found
 
 
-def test_only_finalize_run_reads_the_spot_price_history(synthesized):
+def test_only_the_functions_that_end_runs_read_the_spot_price_history(synthesized):
     granted = _statements_granting(synthesized, "ec2:DescribeSpotPriceHistory")
 
-    assert set(granted) == {"FinalizeRun"}
-    [statement] = granted["FinalizeRun"]
-    # The action has no resource-level permissions: '*' is its only valid Resource
-    assert synthesized.listed(statement["Resource"]) == ["*"]
-    assert "Condition" not in statement
+    assert set(granted) == {"FinalizeRun", "ReapOrphans"}
+    for statements in granted.values():
+        [statement] = statements
+        # The action has no resource-level permissions: '*' is its only valid Resource
+        assert synthesized.listed(statement["Resource"]) == ["*"]
+        assert "Condition" not in statement
 
 
-def test_finalize_run_reads_run_files_only_under_runs(synthesized):
+@pytest.mark.parametrize("name", ["FinalizeRun", "ReapOrphans"])
+def test_the_functions_that_end_runs_read_run_files_only_under_runs(synthesized, name):
     bucket_id = synthesized.logical_id(synthesized.stack.storage.bucket)
 
-    [statement] = _statements_granting(synthesized, "s3:GetObject")["FinalizeRun"]
+    [statement] = _statements_granting(synthesized, "s3:GetObject")[name]
 
     assert synthesized.listed(statement["Resource"]) == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/runs/*"]]}

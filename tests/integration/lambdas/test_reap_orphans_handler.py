@@ -5,6 +5,7 @@ to the logic: moto stamps every instance's LaunchTime with the real clock."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,10 @@ from lambdas.constants import TAG_MANAGED
 from lambdas.dal.runs_table import RunsTable
 from lambdas.handlers import reap_orphans
 from lambdas.integrations.ec2_fleet import Ec2Fleet, run_tags
+from lambdas.integrations.metrics_files import MetricsFiles, metrics_key
+from lambdas.logic.pricing import static_price_lookup
 from lambdas.logic.reaping import ReapIncomplete, ReapSummary, reap
+from lambdas.logic.static_prices import ON_DEMAND_USD_PER_HOUR, SPOT_ESTIMATE_FRACTION
 from lambdas.models.steps import RunContext
 
 GRACE = 600
@@ -135,13 +139,22 @@ def put_run(
 
 @pytest.fixture
 def reaper(
-    aws, table: RunsTable, sfn: FakeStepFunctions, now: datetime
+    aws, table: RunsTable, sfn: FakeStepFunctions, now: datetime, bucket: str
 ) -> Callable[..., ReapSummary]:
-    """One reaper pass at `now` (plus `later` seconds)."""
+    """One reaper pass at `now` (plus `later` seconds), pricing with the static table."""
 
     def run(later: float = 0) -> ReapSummary:
         fleet = Ec2Fleet(aws.ec2, aws.ssm)
-        return reap(fleet, table, sfn, now + timedelta(seconds=later), GRACE, MARGIN)
+        return reap(
+            fleet,
+            table,
+            sfn,
+            now + timedelta(seconds=later),
+            GRACE,
+            MARGIN,
+            metrics_files=MetricsFiles(aws.s3, bucket),
+            prices=static_price_lookup(),
+        )
 
     return run
 
@@ -367,6 +380,40 @@ def test_given_run_over_its_max_runtime_when_reaped_then_stopped_terminated_and_
     assert (item["status"], item["end_reason"]) == ("FAILED", "limit-exceeded")
     assert item["attempts"]["2"]["end_reason"] == "limit-exceeded"
     assert item["duration_seconds"] == HOUR + MARGIN + 1
+
+
+def test_given_run_over_its_limit_when_reaped_then_its_cost_and_metrics_are_recorded_too(
+    reaper, put_run, set_record_fields, aws, bucket, read_record, now
+):
+    # Given a run over its limit whose one spot attempt started two hours ago and logged metrics
+    put_run(age_seconds=2 * HOUR + MARGIN, max_runtime_seconds=HOUR)
+    started = now - timedelta(seconds=2 * HOUR)
+    attempt = {
+        "number": 1,
+        "status": "RUNNING",
+        "instance_type": "g5.xlarge",
+        "market": "spot",
+        "started_at": started.isoformat(),
+    }
+    set_record_fields("run-1", attempts={"1": attempt})
+    lines = [{"step": 1, "loss": 0.9}, {"step": 2, "loss": 0.4}]
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    aws.s3.put_object(Bucket=bucket, Key=metrics_key("run-1", 1), Body=body)
+
+    # When the reaper ends it
+    reaper()
+
+    # Then the record has what FinalizeRun would have written: the cost up to the end...
+    item = read_record("run-1")
+    assert item["end_reason"] == "limit-exceeded"
+    (cost,) = item["cost"]["attempts"]
+    assert cost["seconds"] == 2 * HOUR
+    hourly = ON_DEMAND_USD_PER_HOUR["g5.xlarge"] * SPOT_ESTIMATE_FRACTION
+    assert cost["usd"] == pytest.approx(2 * hourly)
+    assert cost["price_source"] == "static-spot-estimate"
+    # ...and the summary of its metrics
+    assert item["metrics_summary"]["loss"]["last"] == 0.4
+    assert item["metrics_summary"]["loss"]["count"] == 2
 
 
 def test_given_run_just_within_its_limit_and_margin_when_reaped_then_left_running(
