@@ -308,7 +308,8 @@ class SweepProgress:
 
 
 class SweepWatcher:
-    """Polls a sweep's runs for SweepProgress: the plan once, then each run not yet final."""
+    """Polls a sweep's runs for SweepProgress: the plan once, then the runs not yet final (their
+    statuses in one batched read per 100 runs)."""
 
     def __init__(self, files: SweepFiles, table: RunsTable, sweep_id: str) -> None:
         self.files = files
@@ -323,12 +324,12 @@ class SweepWatcher:
             except SweepNotFoundInS3:
                 return self.progress  # ExpandSweep has not written it yet
             self.progress.total = self._plan.total_runs
-        for run in self._plan.runs:
-            if self.progress.statuses.get(run.run_id) in FINAL_STATUSES:
-                continue
-            record = self.table.get(run.run_id)
-            if record is not None:
-                self.progress.statuses[run.run_id] = record.status
+        unfinished = [
+            run.run_id
+            for run in self._plan.runs
+            if self.progress.statuses.get(run.run_id) not in FINAL_STATUSES
+        ]
+        self.progress.statuses.update(self.table.statuses(unfinished))
         return self.progress
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +51,7 @@ def _is_condition_failure(error: ClientError) -> bool:
 
 
 _FINAL = [status.value for status in FINAL_STATUSES]
+_BATCH_GET_KEYS = 100  # BatchGetItem's limit per call
 
 
 class RunsTable:
@@ -65,6 +67,27 @@ class RunsTable:
         )
         item = response.get("Item")
         return RunRecord.model_validate(_from_dynamo(item)) if item else None
+
+    def statuses(self, run_ids: Sequence[str]) -> dict[str, RunStatus]:
+        """The status of each of these runs that has a record: one BatchGetItem per 100 runs,
+        reading only run_id and status. Keys DynamoDB leaves unprocessed (throttling) are left
+        out; callers that poll (sweep progress) read them next time."""
+        found: dict[str, RunStatus] = {}
+        for start in range(0, len(run_ids), _BATCH_GET_KEYS):
+            chunk = run_ids[start : start + _BATCH_GET_KEYS]
+            response = self.client.batch_get_item(
+                RequestItems={
+                    self.table_name: {
+                        "Keys": [{"run_id": {"S": run_id}} for run_id in chunk],
+                        "ProjectionExpression": "run_id, #status",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ConsistentRead": True,
+                    }
+                }
+            )
+            for item in response.get("Responses", {}).get(self.table_name, []):
+                found[item["run_id"]["S"]] = RunStatus(item["status"]["S"])
+        return found
 
     def live_runs(self) -> list[RunRecord]:
         """Every run not yet final."""
