@@ -89,8 +89,8 @@ class FunctionPermissions:
             [self._table.table_arn],
         )
 
-    def _read_run_record(self, function: lambda_.Function) -> None:
-        self._allow(function, "ReadRunRecord", ["dynamodb:GetItem"], [self._table.table_arn])
+    def _read_run_records(self, function: lambda_.Function) -> None:
+        self._allow(function, "ReadRunRecords", ["dynamodb:GetItem"], [self._table.table_arn])
 
     def _describe_instances(self, function: lambda_.Function) -> None:
         self._allow(
@@ -332,7 +332,7 @@ class StepPermissions(FunctionPermissions):
             wildcard_reason="ec2:DescribeInstances and ssm:DescribeInstanceInformation "
             + NO_RESOURCE_SCOPE,
         )
-        self._read_run_record(function)  # a stop request ends the boot
+        self._read_run_records(function)  # a stop request ends the boot
 
     def _grant_check_bootstrap(self, function: lambda_.Function) -> None:
         self._allow(
@@ -342,7 +342,7 @@ class StepPermissions(FunctionPermissions):
             ["*"],
             wildcard_reason="ssm:GetCommandInvocation " + NO_RESOURCE_SCOPE,
         )
-        self._read_run_record(function)  # a stop request ends the install
+        self._read_run_records(function)  # a stop request ends the install
 
     def _grant_start_agent(self, function: lambda_.Function) -> None:
         self._send_command(function)

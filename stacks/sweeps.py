@@ -97,9 +97,6 @@ class SweepPermissions(FunctionPermissions):
         self._update_run_record(function)
         self._send_command(function)
 
-    def _read_run_records(self, function: lambda_.Function) -> None:
-        self._allow(function, "ReadRunRecords", ["dynamodb:GetItem"], [self._table.table_arn])
-
     def _read_sweep_files(self, function: lambda_.Function) -> None:
         # A missing stop.json must read as 404 (not stopped).
         self._read_files(

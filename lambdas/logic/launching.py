@@ -12,7 +12,7 @@ from lambdas.env import LambdaEnv
 from lambdas.errors import CapacityUnavailable, RunNotLive
 from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
 from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
-from lambdas.logic.stopping import ensure_not_stopped, stop_may_end_attempt
+from lambdas.logic.stopping import end_starting_attempt_if_stopped
 from lambdas.models.run_record import Attempt
 from lambdas.models.steps import InstanceInfo, PreviousAttempt, RunContext
 from lambdas.observability import logger
@@ -86,10 +86,10 @@ def launch_attempt(
         launched = existing[0]
         logger.info("attempt already launched", extra={"instance_id": launched.instance_id})
     else:
-        # No instance for a run the user stopped (unless ending it now would cut the handoff
-        # of the attempt it replaces short: then a later step ends it).
-        if stop_may_end_attempt(previous, datetime.fromisoformat(now).timestamp()):
-            ensure_not_stopped(table, run.run_id, run.attempt)
+        # No instance for a run the user stopped.
+        end_starting_attempt_if_stopped(
+            table, run.run_id, run.attempt, previous, datetime.fromisoformat(now).timestamp()
+        )
         launched = _launch_first_available(run, env, fleet)
     recorded = table.start_attempt(
         run.run_id,

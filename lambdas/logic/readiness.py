@@ -10,7 +10,7 @@ from lambdas.errors import BootstrapFailed, InstanceLost, InstanceStartTimeout
 from lambdas.integrations.ec2_fleet import Ec2Fleet
 from lambdas.integrations.ssm_commands import SsmCommands
 from lambdas.logic.polling import next_poll_seconds
-from lambdas.logic.stopping import ensure_not_stopped, stop_may_end_attempt
+from lambdas.logic.stopping import end_starting_attempt_if_stopped
 from lambdas.models.steps import ReadyProbe, StepInput
 
 _GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
@@ -18,7 +18,7 @@ OUTPUT_TAIL_CHARS = 2000
 
 
 def check_instance(step: StepInput, fleet: Ec2Fleet, table: RunsTable, now: float) -> ReadyProbe:
-    _end_if_stopped(step, table, now)
+    end_starting_attempt_if_stopped(table, step.run.run_id, step.run.attempt, step.previous, now)
     instance_id = step.instance.instance_id
     described = fleet.describe(instance_id)
     state = described["State"]["Name"] if described else "unknown"
@@ -41,7 +41,7 @@ def check_bootstrap(
     step: StepInput, commands: SsmCommands, table: RunsTable, now: float
 ) -> ReadyProbe:
     assert step.bootstrap is not None, "CheckBootstrap needs $.bootstrap"
-    _end_if_stopped(step, table, now)
+    end_starting_attempt_if_stopped(table, step.run.run_id, step.run.attempt, step.previous, now)
     status = commands.status(step.bootstrap.command_id, step.instance.instance_id)
     if status.status == "Success":
         return ReadyProbe(ready=True, detail="agent installed")
@@ -56,11 +56,6 @@ def check_bootstrap(
             f"(last status {status.status})"
         )
     return _not_ready(step, status.status, now)
-
-
-def _end_if_stopped(step: StepInput, table: RunsTable, now: float) -> None:
-    if stop_may_end_attempt(step.previous, now):
-        ensure_not_stopped(table, step.run.run_id, step.run.attempt)
 
 
 def _failure_output(output: str) -> str:

@@ -71,11 +71,15 @@ def ensure_not_stopped(table: RunsTable, run_id: str, attempt: int) -> None:
         raise RunStopped(f"run {run_id} was stopped on request before {began}")
 
 
-def stop_may_end_attempt(previous: PreviousAttempt | None, now: float) -> bool:
-    """Whether a stop may end a starting attempt before StartAgent. Not while the attempt it
-    replaces may still be handing off its newest checkpoint (until ReleasePreviousAttempt's
-    deadline): FinalizeRun would terminate that instance mid-upload."""
-    return previous is None or not previous.await_handoff or now >= previous.release_deadline
+def end_starting_attempt_if_stopped(
+    table: RunsTable, run_id: str, attempt: int, previous: PreviousAttempt | None, now: float
+) -> None:
+    """ensure_not_stopped for the steps before StartAgent (launch, boot and bootstrap polls).
+    Not while the attempt this one replaces may still be handing off its newest checkpoint
+    (until ReleasePreviousAttempt's deadline): FinalizeRun would terminate that instance
+    mid-upload, so a later step ends the run instead."""
+    if previous is None or not previous.await_handoff or now >= previous.release_deadline:
+        ensure_not_stopped(table, run_id, attempt)
 
 
 def _finished(record: RunRecord) -> StopRunOutput:
