@@ -13,6 +13,8 @@ DATA_PREFIX: Final = "data/"  # datasets users upload to the runctl bucket
 AGENT_PREFIX: Final = "agent/"
 RUNS_PREFIX: Final = "runs/"
 SWEEPS_PREFIX: Final = "sweeps/"
+# Built script environments, envs/<sha256>.tar.gz (instance_agent/environment.py).
+ENVS_PREFIX: Final = "envs/"
 
 
 def run_prefix(run_id: str) -> str:

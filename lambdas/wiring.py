@@ -17,11 +17,15 @@ def runs_table() -> RunsTable:
 
 
 def ec2_fleet() -> Ec2Fleet:
-    return Ec2Fleet(aws_client("ec2"), aws_client("ssm"))
+    return Ec2Fleet(ec2(), aws_client("ssm"))
 
 
 def ssm_commands() -> SsmCommands:
     return SsmCommands(aws_client("ssm"))
+
+
+def ec2() -> Any:
+    return aws_client("ec2")
 
 
 def s3() -> Any:

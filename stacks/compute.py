@@ -13,7 +13,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from lambdas.constants import AGENT_PREFIX, CODE_PREFIX, DATA_PREFIX, RUNS_PREFIX, TAG_MANAGED
+from lambdas.constants import (
+    AGENT_PREFIX,
+    CODE_PREFIX,
+    DATA_PREFIX,
+    ENVS_PREFIX,
+    RUNS_PREFIX,
+    TAG_MANAGED,
+)
 from stacks.nag_acknowledgements import (
     NO_RESOURCE_SCOPE,
     acknowledge_managed_policy,
@@ -170,6 +177,21 @@ class Compute(Construct):
                 actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                 resources=[runs_objects],
             )
+        )
+        # The scripts' built Python environments, cached by the hash of their inputs.
+        env_objects = bucket.arn_for_objects(f"{ENVS_PREFIX}*")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteEnvironmentCache",
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[env_objects],
+            )
+        )
+        acknowledge_resource_wildcard(
+            role,
+            env_objects,
+            "envs/<hash>.tar.gz are named by the hash of a requirements file, image and Python, "
+            "known only on the instance; no delete",
         )
         for resource, reason in read_only.items():
             acknowledge_resource_wildcard(role, resource, reason)

@@ -214,6 +214,14 @@ class StepPermissions(FunctionPermissions):
             ["s3:ListBucket"],
             [self._bucket.bucket_arn, *self._data_bucket_arns],
         )
+        # Unknown instance types and an image that does not suit them are refused here.
+        self._allow(
+            function,
+            "DescribeInstanceTypesAndImages",
+            ["ec2:DescribeInstanceTypes", "ec2:DescribeImages"],
+            ["*"],
+            wildcard_reason="ec2:Describe* actions " + NO_RESOURCE_SCOPE,
+        )
 
     def _grant_record_run(self, function: lambda_.Function) -> None:
         self._read_write_runs_table(function)

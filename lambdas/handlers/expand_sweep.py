@@ -19,6 +19,8 @@ from lambdas.observability import logger, tracer
 @event_parser(model=ExpandSweepInput)
 def lambda_handler(event: ExpandSweepInput, context: LambdaContext) -> dict[str, Any]:
     env = lambda_env()
-    plan = expand_sweep(event, env, wiring.s3(), SweepFiles(wiring.s3(), env.BUCKET_NAME))
+    plan = expand_sweep(
+        event, env, wiring.s3(), wiring.ec2(), SweepFiles(wiring.s3(), env.BUCKET_NAME)
+    )
     logger.info("sweep planned", extra={"sweep_id": plan.sweep_id, "runs": plan.total_runs})
     return plan.model_dump(mode="json")

@@ -16,4 +16,4 @@ from lambdas.observability import logger, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=ValidateInput)
 def lambda_handler(event: ValidateInput, context: LambdaContext) -> dict[str, Any]:
-    return validate_run(event, lambda_env(), wiring.s3()).model_dump(mode="json")
+    return validate_run(event, lambda_env(), wiring.s3(), wiring.ec2()).model_dump(mode="json")

@@ -9,15 +9,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
+from lambdas.integrations.instance_types import describe_instance_types
+from lambdas.logic.images import InstanceTypeInfo, image_parameter, is_ami_id
+from lambdas.models.steps import ImageInfo
 
-# Public SSM parameters that name the newest AMI of each image alias, by CPU architecture.
-IMAGE_PARAMETERS = {
-    "al2023": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}",
-    "dlami-pytorch": (
-        "/aws/service/deeplearning/ami/{arch}/"
-        "oss-nvidia-driver-gpu-pytorch-2.13-amazon-linux-2023/latest/ami-id"
-    ),
-}
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # States an instance can still cost money from and be terminated in (shutting-down is on its way).
 REAPABLE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -79,21 +74,19 @@ class Ec2Fleet:
         found = sorted(response["Subnets"], key=lambda item: item["AvailabilityZone"])
         return [Subnet(item["SubnetId"], item["AvailabilityZone"]) for item in found]
 
-    def resolve_image(self, image: str, instance_type: str) -> tuple[str, str]:
-        """(AMI id, root device name) for an image alias or AMI id on this instance type."""
-        if image.startswith("ami-"):
-            image_id = image
+    def resolve_image(self, choice: ImageInfo) -> tuple[str, str]:
+        """(AMI id, root device name) of the chosen image alias or AMI id."""
+        if is_ami_id(choice.name):
+            image_id = choice.name
         else:
-            parameter = IMAGE_PARAMETERS[image].format(arch=self._architecture(instance_type))
+            parameter = image_parameter(choice.name, choice.architecture)
             image_id = self.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
         described = self.ec2.describe_images(ImageIds=[image_id])["Images"]
         root_device = described[0].get("RootDeviceName", "/dev/xvda") if described else "/dev/xvda"
         return image_id, root_device
 
-    def _architecture(self, instance_type: str) -> str:
-        response = self.ec2.describe_instance_types(InstanceTypes=[instance_type])
-        architectures = response["InstanceTypes"][0]["ProcessorInfo"]["SupportedArchitectures"]
-        return "arm64" if "arm64" in architectures else "x86_64"
+    def instance_types(self, names: list[str]) -> dict[str, InstanceTypeInfo]:
+        return describe_instance_types(self.ec2, names)
 
     def attempt_instances(self, run_id: str, attempt: int | None = None) -> list[LaunchedInstance]:
         """Live instances tagged with this run (and attempt, when given)."""

@@ -42,6 +42,8 @@ def agent_config(request: StartAgentInput, env: LambdaEnv, region: str) -> dict[
         "task_token": request.task_token,
         "heartbeat_seconds": request.heartbeat_seconds,
         "instance_id": request.instance.instance_id,
+        "instance_type": request.instance.instance_type,
+        "image": request.instance.image.model_dump(mode="json") if request.instance.image else None,
         "spec": run.spec.model_dump(mode="json"),
     }
 

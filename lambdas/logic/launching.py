@@ -11,10 +11,11 @@ from lambdas.dal.runs_table import RunsTable
 from lambdas.env import LambdaEnv
 from lambdas.errors import CapacityUnavailable, RunNotLive
 from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
+from lambdas.logic.images import choose_image
 from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
 from lambdas.logic.stopping import end_starting_attempt_if_stopped
 from lambdas.models.run_record import Attempt
-from lambdas.models.steps import InstanceInfo, PreviousAttempt, RunContext
+from lambdas.models.steps import ImageInfo, InstanceInfo, PreviousAttempt, RunContext
 from lambdas.observability import logger
 
 # IMDSv2 only; hop limit 2 lets a container on the instance reach IMDS, no further.
@@ -81,6 +82,7 @@ def launch_attempt(
 ) -> InstanceInfo:
     # A retried invocation finds the instance the first one launched (ClientToken alone is not
     # enough: each option has its own token, and the emulator ignores tokens).
+    images = attempt_images(run, fleet)
     existing = fleet.attempt_instances(run.run_id, run.attempt)
     if existing:
         launched = existing[0]
@@ -90,7 +92,7 @@ def launch_attempt(
         end_starting_attempt_if_stopped(
             table, run.run_id, run.attempt, previous, datetime.fromisoformat(now).timestamp()
         )
-        launched = _launch_first_available(run, env, fleet)
+        launched = _launch_first_available(run, env, fleet, images)
     recorded = table.start_attempt(
         run.run_id,
         Attempt(
@@ -114,17 +116,27 @@ def launch_attempt(
         market=launched.market,
         launched_at=launched.launch_time.isoformat(),
         ready_deadline=launched.launch_time.timestamp() + ready_timeout_seconds,
+        image=images[launched.instance_type],
     )
 
 
-def _launch_first_available(run: RunContext, env: LambdaEnv, fleet: Ec2Fleet) -> LaunchedInstance:
+def attempt_images(run: RunContext, fleet: Ec2Fleet) -> dict[str, ImageInfo]:
+    """The image and interpreter each allowed instance type would run (one EC2 call)."""
+    spec = run.spec
+    infos = fleet.instance_types(list(spec.instance_types or []))
+    return {name: choose_image(spec.image, spec.interpreter, info) for name, info in infos.items()}
+
+
+def _launch_first_available(
+    run: RunContext, env: LambdaEnv, fleet: Ec2Fleet, images: dict[str, ImageInfo]
+) -> LaunchedInstance:
     plan = launch_plan(run.spec, fleet.subnets(env.SUBNET_IDS), run.avoid_placements)
-    images: dict[str, tuple[str, str]] = {}
+    amis: dict[str, tuple[str, str]] = {}
     refused: list[str] = []
     for option in plan:
-        if option.instance_type not in images:
-            images[option.instance_type] = fleet.resolve_image(run.spec.image, option.instance_type)
-        image_id, root_device = images[option.instance_type]
+        if option.instance_type not in amis:
+            amis[option.instance_type] = fleet.resolve_image(images[option.instance_type])
+        image_id, root_device = amis[option.instance_type]
         request = run_instances_request(run, option, env, image_id, root_device)
         try:
             launched = fleet.run_instance(request)

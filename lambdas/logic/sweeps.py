@@ -171,7 +171,7 @@ def plan_sweep(spec: SweepSpec, sweep_id: str, execution_arn: str = "") -> Sweep
 
 
 def expand_sweep(
-    request: ExpandSweepInput, env: LambdaEnv, s3: Any, files: SweepFiles
+    request: ExpandSweepInput, env: LambdaEnv, s3: Any, ec2: Any, files: SweepFiles
 ) -> SweepPlan:
     """ExpandSweep: the plan, written to sweeps/<id>/plan.json. The first run goes through
     ValidateRun's own checks (its code and data are in S3), so a sweep that cannot start fails
@@ -188,6 +188,7 @@ def expand_sweep(
             ),
             env,
             s3,
+            ec2,
         )
     except RunSpecInvalid as error:
         raise SweepSpecInvalid(f"base_spec: {error}") from error

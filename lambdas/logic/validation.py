@@ -10,6 +10,12 @@ from pydantic import ValidationError
 
 from lambdas.env import LambdaEnv
 from lambdas.errors import RunSpecInvalid
+from lambdas.integrations.instance_types import (
+    UnknownInstanceTypes,
+    ami_architecture,
+    describe_instance_types,
+)
+from lambdas.logic.images import incompatibility, is_ami_id
 from lambdas.models.run_spec import RunSpec, describe_validation_error, split_s3_uri
 from lambdas.models.steps import RunContext, ValidateInput
 
@@ -20,7 +26,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}\Z")
 TRAIN_TIMEOUT_MARGIN_SECONDS = 600
 
 
-def validate_run(request: ValidateInput, env: LambdaEnv, s3: Any) -> RunContext:
+def validate_run(request: ValidateInput, env: LambdaEnv, s3: Any, ec2: Any) -> RunContext:
     if not RUN_ID_PATTERN.match(request.run_id):
         raise RunSpecInvalid(
             f"run id (execution name) {request.run_id!r} must be 1-80 letters, digits, '-' or '_'"
@@ -33,6 +39,7 @@ def validate_run(request: ValidateInput, env: LambdaEnv, s3: Any) -> RunContext:
         raise RunSpecInvalid(f"RunSpec is invalid: {describe_validation_error(error)}") from error
     if spec.instance_types is None:
         spec = spec.model_copy(update={"instance_types": list(env.DEFAULT_INSTANCE_TYPES)})
+    _check_instance_types_and_image(spec, ec2)
     _check_code_exists(spec, s3)
     _check_data_exists(spec, s3)
     return RunContext(
@@ -66,3 +73,29 @@ def _check_data_exists(spec: RunSpec, s3: Any) -> None:
             ) from error
         if not listed.get("KeyCount"):
             raise RunSpecInvalid(f"data.{index}.s3_uri: no objects under {item.s3_uri}")
+
+
+def _check_instance_types_and_image(spec: RunSpec, ec2: Any) -> None:
+    """Every instance type exists here, and the image suits each (before anything is created)."""
+    names = list(spec.instance_types or [])
+    try:
+        infos = describe_instance_types(ec2, names)
+    except UnknownInstanceTypes as error:
+        field = f"instance_types.{names.index(error.names[0])}"
+        unknown = ", ".join(repr(name) for name in error.names)
+        raise RunSpecInvalid(
+            f"{field}: unknown instance type {unknown} (EC2 does not offer it in this region)"
+        ) from error
+    ami_arch = _ami_architecture(spec.image, ec2) if spec.image and is_ami_id(spec.image) else None
+    for index, name in enumerate(names):
+        problem = incompatibility(spec.image, infos[name], ami_arch)
+        if problem:
+            raise RunSpecInvalid(f"image: {problem} (instance_types.{index})")
+
+
+def _ami_architecture(image_id: str, ec2: Any) -> str | None:
+    try:
+        return ami_architecture(ec2, image_id)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        raise RunSpecInvalid(f"image: cannot use AMI {image_id} ({code})") from error

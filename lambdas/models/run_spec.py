@@ -172,8 +172,13 @@ class RunSpec(BaseModel):
     environment: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], SafeStr] = Field(
         default_factory=dict, description="extra environment variables for the script"
     )
-    interpreter: str = Field(
-        default="python3", pattern=r"^[A-Za-z0-9_./-]{1,256}$", description="runs entry_point"
+    interpreter: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_./-]{1,256}$",
+        description=(
+            "runs entry_point; default: the image's Python (python3 on al2023, "
+            "/opt/pytorch/bin/python on dlami-pytorch)"
+        ),
     )
     instance_types: list[Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN)]] | None = Field(
         default=None,
@@ -185,8 +190,13 @@ class RunSpec(BaseModel):
     on_demand_fallback: bool = Field(
         default=True, description="launch on-demand when no spot capacity is left"
     )
-    image: str = Field(
-        default="al2023", pattern=IMAGE_PATTERN, description="al2023, dlami-pytorch or an AMI id"
+    image: str | None = Field(
+        default=None,
+        pattern=IMAGE_PATTERN,
+        description=(
+            "al2023, dlami-pytorch or an AMI id; default: dlami-pytorch on NVIDIA GPU instance "
+            "types, al2023 on the others"
+        ),
     )
     volume_gb: int = Field(default=100, ge=8, le=16384, description="root volume size")
     data: list[DataSource] = Field(default_factory=list, max_length=50)

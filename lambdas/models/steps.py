@@ -34,6 +34,16 @@ class RunContext(_Payload):
     )
 
 
+class ImageInfo(_Payload):
+    """The image an attempt boots (lambdas/logic/images.py: ImageChoice)."""
+
+    name: str
+    interpreter: str
+    architecture: str
+    layered: bool
+    nvidia_gpus: int = 0
+
+
 class InstanceInfo(_Payload):
     """`$.instance`: the instance the current attempt runs on."""
 
@@ -43,6 +53,9 @@ class InstanceInfo(_Payload):
     market: str
     launched_at: str
     ready_deadline: float = Field(description="epoch seconds; CheckInstance gives up after it")
+    image: ImageInfo | None = Field(
+        default=None, description="what it boots and which Python runs the script"
+    )
 
 
 class ReadyProbe(_Payload):

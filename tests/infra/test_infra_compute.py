@@ -150,3 +150,15 @@ def test_agent_asset_is_the_package_without_caches(synthesized):
         assert "__main__.py" in files
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
     assert "ruff.toml" not in files
+
+
+def test_instance_reads_and_writes_the_environment_cache_but_deletes_nothing(synthesized):
+    statements = synthesized.role_statements(synthesized.stack.compute.instance_role)
+    [cache] = [item for item in statements if item.get("Sid") == "ReadWriteEnvironmentCache"]
+
+    assert set(synthesized.listed(cache["Action"])) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+    }
+    assert json.dumps(cache["Resource"]).endswith('/envs/*"]]}')

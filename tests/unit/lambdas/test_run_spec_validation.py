@@ -35,10 +35,10 @@ def test_given_minimal_spec_when_validated_then_defaults_are_filled(minimal_spec
     assert spec.instance_types is None  # the stack's default is applied by ValidateRun
     assert spec.market == "spot"
     assert spec.on_demand_fallback is True
-    assert spec.image == "al2023"
+    assert spec.image is None  # chosen per instance type at launch (lambdas/logic/images.py)
     assert spec.volume_gb == 100
     assert spec.limits.max_runtime_seconds == 24 * 3600
-    assert spec.interpreter == "python3"
+    assert spec.interpreter is None  # the image's Python
 
 
 def test_given_full_spec_when_validated_then_every_field_is_kept():
