@@ -76,7 +76,9 @@ _FLAGS = [
             Annotated[
                 list[str] | None,
                 typer.Option(
-                    help="s3://bucket/prefix/ (or name=s3://...) staged into $RUNCTL_DATA_DIR"
+                    help="s3://bucket/prefix/ (or name=s3://...) staged into $RUNCTL_DATA_DIR/"
+                    "<name>; local mode also takes a local folder or file (./ds, name=./ds); "
+                    "repeatable"
                 ),
             ],
         ),

@@ -29,6 +29,14 @@ class ScriptNotFound(UsageError):
     """The training script does not exist."""
 
 
+class DataFolderError(UsageError):
+    """A local --data path cannot be uploaded: missing, empty, or linking out of itself."""
+
+
+class DataBucketMissing(UsageError):
+    """A --data s3:// URI names a bucket local mode does not have (it has the runctl bucket)."""
+
+
 class ConfigError(UsageError):
     """`.runctl.toml` cannot be read; the message names the key."""
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lambdas.models.run_spec import HyperparameterValue, RunSpec, SourceInfo
-from runctl.errors import ScriptNotFound, SpecError
+from runctl.errors import DataFolderError, ScriptNotFound, SpecError
 from runctl.project_config import LoadedConfig, load_project_config
-from runctl.specs import build_spec, parse_data, parse_duration
+from runctl.specs import LocalData, build_spec, parse_data, parse_duration
 
 # Stands in for the code archive while the rest of the spec is checked, before packaging.
 _PENDING_CODE = {"s3_uri": "s3://placeholder-bucket/code/pending.tar.gz"}
@@ -34,7 +34,8 @@ class RunRequest:
     experiment: str | None = None
     instance_types: tuple[str, ...] | None = None
     market: Market | None = None
-    data: tuple[str, ...] | None = None  # "s3://bucket/prefix/" or "name=s3://..."
+    # "s3://bucket/prefix/", a local folder or file (local mode only), or "name=" either
+    data: tuple[str, ...] | None = None
     max_runtime: str | int | None = None  # "6h", or seconds
     project_dir: Path | None = None
     hyperparameters_as_args: bool | None = None
@@ -42,26 +43,53 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A checked request: the project folder to package and every RunSpec field but the code."""
+    """A checked request: the project folder to package and every RunSpec field but the code.
+
+    `local_data` are the --data sources on this machine (allowed in local mode only): in
+    `fields` their entries hold a stand-in URI until `spec()` is given where they were uploaded.
+    """
 
     script: Path
     project_root: Path
     fields: Mapping[str, Any]
     loaded: LoadedConfig
+    local_data: tuple[LocalData, ...] = ()
 
     def pending_spec(self) -> RunSpec:
         """The RunSpec with a stand-in for the code: to check what is built on it early."""
         return build_spec({**self.fields, "code": _PENDING_CODE})
 
-    def spec(self, code_uri: str, code_sha256: str, source: SourceInfo | None) -> RunSpec:
-        """The RunSpec to start, once the code is uploaded under `code_uri`."""
+    def spec(
+        self,
+        code_uri: str,
+        code_sha256: str,
+        source: SourceInfo | None,
+        data_uris: Mapping[str, str] | None = None,
+    ) -> RunSpec:
+        """The RunSpec to start, once the code is uploaded under `code_uri` and each local data
+        source (by name) under its `data_uris` entry."""
         fields: dict[str, Any] = {
             **self.fields,
             "code": {"s3_uri": code_uri, "sha256": code_sha256},
+            "data": self._data_entries(data_uris or {}),
         }
         if source is not None:
             fields["source"] = source.model_dump(mode="json")
         return build_spec(fields)
+
+    def _data_entries(self, uploaded: Mapping[str, str]) -> list[dict[str, str]]:
+        for item in self.local_data:
+            if item.name not in uploaded:
+                raise SpecError(
+                    f"--data {item.argument!r}: a local folder must be uploaded before the run "
+                    "starts (runctl local run does it)"
+                )
+        return [
+            {**entry, "s3_uri": uploaded[entry["name"]]}
+            if any(item.name == entry["name"] for item in self.local_data)
+            else dict(entry)
+            for entry in self.fields.get("data", [])
+        ]
 
 
 def new_run_id() -> str:
@@ -84,8 +112,11 @@ def config_for_script(script: Path) -> LoadedConfig:
     return loaded if loaded.root is not None else load_project_config(Path.cwd())
 
 
-def plan_run(request: RunRequest) -> RunPlan:
-    """Resolve paths and defaults, and validate the RunSpec: every mistake surfaces here."""
+def plan_run(request: RunRequest, local_data: bool = False) -> RunPlan:
+    """Resolve paths and defaults, and validate the RunSpec: every mistake surfaces here.
+
+    `local_data`: the caller uploads local --data folders itself (local mode); otherwise a
+    local path is refused with how to put it in S3."""
     script = resolve_script(request.script)
     if not script.is_file():
         raise ScriptNotFound(f"{request.script} is a folder, not a script; name the .py file")
@@ -102,7 +133,15 @@ def plan_run(request: RunRequest) -> RunPlan:
         )
 
     max_runtime = request.max_runtime if request.max_runtime is not None else config.max_runtime
-    data = request.data if request.data is not None else tuple(config.data or ())
+    # Relative data paths: from the working directory on the command line, from the config's
+    # folder in .runctl.toml.
+    data, data_base = (
+        (request.data, None) if request.data is not None else (config.data or (), loaded.root)
+    )
+    sources = [parse_data(item, data_base) for item in data]
+    local = tuple(item for item in sources if isinstance(item, LocalData))
+    for item in local:
+        _check_local_data(item, local_data)
     fields: dict[str, Any] = {
         "entry_point": script.relative_to(root).as_posix(),
         "args": list(request.args),
@@ -112,7 +151,12 @@ def plan_run(request: RunRequest) -> RunPlan:
         ),
         "market": _first(request.market, config.market, "spot"),
         "experiment": _first(request.experiment, config.experiment, None),
-        "data": [parse_data(item) for item in data],
+        "data": [
+            {"s3_uri": _pending_data_uri(item.name), "name": item.name}
+            if isinstance(item, LocalData)
+            else item.entry()
+            for item in sources
+        ],
     }
     instance_types = request.instance_types or config.instance_types
     if instance_types:
@@ -120,9 +164,27 @@ def plan_run(request: RunRequest) -> RunPlan:
     if max_runtime is not None:
         seconds = parse_duration(max_runtime) if isinstance(max_runtime, str) else max_runtime
         fields["limits"] = {"max_runtime_seconds": seconds}
-    plan = RunPlan(script=script, project_root=root, fields=fields, loaded=loaded)
+    plan = RunPlan(script=script, project_root=root, fields=fields, loaded=loaded, local_data=local)
     plan.pending_spec()  # every RunSpec mistake, before packaging
     return plan
+
+
+def _pending_data_uri(name: str) -> str:
+    return f"s3://placeholder-bucket/data/local/pending/{name}/"
+
+
+def _check_local_data(item: LocalData, allowed: bool) -> None:
+    if not allowed:
+        raise SpecError(
+            f"--data {item.argument!r} is a local path, but runs on AWS stage data from S3: "
+            f"upload it first (e.g. `aws s3 sync {item.path} s3://<runctl bucket>/data/"
+            f"{item.name}/`) and pass that s3:// URI; `runctl local run` takes local folders"
+        )
+    if not item.path.exists():
+        raise DataFolderError(
+            f"--data {item.argument!r}: no such file or folder: {item.path}; pass an existing "
+            "local folder or an s3:// URI"
+        )
 
 
 def _first(*values: Any) -> Any:

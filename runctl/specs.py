@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lambdas.models.run_spec import (
     NAME_PATTERN,
@@ -17,11 +19,21 @@ from lambdas.models.run_spec import (
 )
 from runctl.errors import SpecError
 
-__all__ = ["SpecError", "build_spec", "parse_data", "parse_duration", "parse_hyperparameter"]
+__all__ = [
+    "DataArgument",
+    "LocalData",
+    "S3Data",
+    "SpecError",
+    "build_spec",
+    "parse_data",
+    "parse_duration",
+    "parse_hyperparameter",
+]
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def parse_hyperparameter(text: str) -> tuple[str, HyperparameterValue]:
@@ -56,19 +68,63 @@ def parse_duration(text: str) -> int:
     return int(match[1]) * _UNIT_SECONDS[match[2]]
 
 
-def parse_data(text: str) -> dict[str, str]:
-    """'s3://b/imagenet/' -> {"s3_uri": ..., "name": "imagenet"}; 'name=s3://...' names it."""
-    name, separator, uri = text.partition("=")
-    if not separator or name.startswith("s3:"):
-        name, uri = "", text
-    if not S3_URI_PATTERN.match(uri):
-        raise SpecError(f"--data {text!r}: expected s3://bucket/key or name=s3://bucket/key")
-    if not name:
-        last = uri.removeprefix("s3://").rstrip("/").rsplit("/", 1)[-1]
-        name = _UNSAFE_NAME_CHARACTERS.sub("-", last).strip("-._") or "data"
-    if not re.match(NAME_PATTERN, name):
+class S3Data(BaseModel):
+    """A --data source already in S3: the RunSpec's data entry as it is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    s3_uri: str
+
+    def entry(self) -> dict[str, str]:
+        return {"s3_uri": self.s3_uri, "name": self.name}
+
+
+class LocalData(BaseModel):
+    """A --data source on this machine (a folder, or one file): local mode uploads it to the
+    runctl bucket first (runctl/data_folders.py); `path` is absolute, its links not resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: Path
+    argument: str  # as the user wrote it, for messages
+
+
+DataArgument = S3Data | LocalData
+
+_DATA_FORMS = "expected s3://bucket/key, a local folder, or name=either"
+
+
+def parse_data(text: str, base: Path | None = None) -> DataArgument:
+    """'s3://b/imagenet/' -> S3Data named "imagenet"; './ds' -> LocalData named "ds" (relative
+    to `base`, default the working directory); 'name=...' names either. The text before the
+    first '=' is a name only if it has no '/', '\\' or ':' (write './a=b' for a folder 'a=b')."""
+    name, separator, source = text.partition("=")
+    if not separator or any(character in name for character in "/\\:"):
+        name, source = "", text
+    if not source:
+        raise SpecError(f"--data {text!r}: {_DATA_FORMS}")
+    item: DataArgument
+    if source.startswith("s3://"):
+        if not S3_URI_PATTERN.match(source):
+            raise SpecError(
+                f"--data {text!r}: not a valid S3 URI; write s3://bucket/key (lower-case bucket)"
+            )
+        last = source.removeprefix("s3://").rstrip("/").rsplit("/", 1)[-1]
+        item = S3Data(name=name or _safe_name(last), s3_uri=source)
+    elif _URI_SCHEME.match(source):
+        raise SpecError(f"--data {text!r}: {_DATA_FORMS}")
+    else:
+        path = Path(os.path.abspath((base or Path.cwd()) / Path(source).expanduser()))
+        item = LocalData(name=name or _safe_name(path.name), path=path, argument=text)
+    if not re.match(NAME_PATTERN, item.name):
         raise SpecError(f"--data {text!r}: the name must be letters, digits, '.', '_' or '-'")
-    return {"s3_uri": uri, "name": name}
+    return item
+
+
+def _safe_name(last: str) -> str:
+    return _UNSAFE_NAME_CHARACTERS.sub("-", last).strip("-._") or "data"
 
 
 def build_spec(fields: dict[str, Any]) -> RunSpec:

@@ -21,7 +21,7 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -173,18 +173,23 @@ class PreparedSweep:
     package: CodePackage
     options: SweepOptions
 
-    def spec(self, code_uri: str) -> SweepSpec:
-        """The SweepSpec to start, once the package is uploaded under `code_uri`."""
+    def spec(self, code_uri: str, data_uris: Mapping[str, str] | None = None) -> SweepSpec:
+        """The SweepSpec to start, once the package is uploaded under `code_uri` (and local
+        data folders, in local mode, under `data_uris`)."""
         source = source_info(self.plan.project_root)
-        return self.options.spec(self.plan.spec(code_uri, self.package.sha256, source))
+        return self.options.spec(self.plan.spec(code_uri, self.package.sha256, source, data_uris))
 
 
 def prepare_sweep(
-    request: RunRequest, options: SweepOptions, sweep_id: str | None = None
+    request: RunRequest,
+    options: SweepOptions,
+    sweep_id: str | None = None,
+    local_data: bool = False,
 ) -> PreparedSweep:
     """Every check the sweep gets (its base RunSpec, its options, its size) with a stand-in for
-    the code, then the project packaged: a wrong sweep is refused before anything is uploaded."""
-    plan = plan_run(request)
+    the code, then the project packaged: a wrong sweep is refused before anything is uploaded.
+    `local_data`: local folders as --data are allowed (local mode uploads them)."""
+    plan = plan_run(request, local_data)
     sweep_id = sweep_id or new_sweep_id()
     checked_sweep(options.spec(plan.pending_spec()), sweep_id)
     return PreparedSweep(sweep_id, plan, package_directory(plan.project_root), options)

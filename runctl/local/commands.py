@@ -14,6 +14,7 @@ from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import RunState
 from runctl.client.reading import RunReader
 from runctl.client.store import AwsRunStore
+from runctl.data_folders import DataFolder, scan_data_folder
 from runctl.errors import EXIT_INTERRUPTED, SweepNotFound
 from runctl.local.history import LocalHistory
 from runctl.packaging import CodePackage, package_directory
@@ -91,7 +92,8 @@ def run(
     from runctl.local.faults import Fault
     from runctl.local.session import LocalSession
 
-    plan = plan_run(request)  # fail fast, before starting the emulator
+    plan = plan_run(request, local_data=True)  # fail fast, before starting the emulator
+    folders = [scan_data_folder(item) for item in plan.local_data]  # an empty one, too
     work_dir = _local(ctx).work_dir
     package = package_directory(plan.project_root)
     _say_packaged(plan, package)
@@ -102,7 +104,9 @@ def run(
     ]
     with LocalSession(work_dir, LocalSettings()) as session:
         code_uri, _ = session.upload_code(package)
-        spec = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
+        data_uris = _upload_data(session, folders)
+        spec = plan.spec(code_uri, package.sha256, source_info(plan.project_root), data_uris)
+        session.check_data_buckets(spec)
         run_id = session.start(spec.model_dump(mode="json", exclude_none=True), faults=faults)
         console.print(f"started run [bold]{run_id}[/]")
         with FollowDisplay() as display:
@@ -127,14 +131,18 @@ def sweep(ctx: typer.Context, request: RunRequest, sweep: SweepOptions) -> None:
     from runctl.local.session import LocalSession
     from runctl.local.sweeps import LocalSweeps
 
-    prepared = prepare_sweep(request, sweep)  # every check, before starting the emulator
+    # Every check, before starting the emulator
+    prepared = prepare_sweep(request, sweep, local_data=True)
+    folders = [scan_data_folder(item) for item in prepared.plan.local_data]
     sweep_id = prepared.sweep_id
     _say_packaged(prepared.plan, prepared.package)
     work_dir = _local(ctx).work_dir
     with LocalSession(work_dir, LocalSettings()) as session:
         code_uri, _ = session.upload_code(prepared.package)
+        spec = prepared.spec(code_uri, _upload_data(session, folders))
+        session.check_data_buckets(spec.base_spec)
         sweeps = LocalSweeps(session)
-        sweeps.start(prepared.spec(code_uri), sweep_id)
+        sweeps.start(spec, sweep_id)
         console.print(f"started sweep [bold]{sweep_id}[/] [dim](Ctrl-C cancels it)[/]")
         outcome, interrupted = _wait_or_cancel(sweeps, sweep_id)
         if outcome.summary is not None:
@@ -173,6 +181,21 @@ def _say_packaged(plan: RunPlan, package: CodePackage) -> None:
         f"[bold]runctl local[/] packaging {plan.project_root} ({len(package.files)} files)",
         markup=True,
     )
+
+
+def _upload_data(session: LocalSession, folders: list[DataFolder]) -> dict[str, str]:
+    """Each local --data folder into the emulated runctl bucket: its URI by data name."""
+    uris: dict[str, str] = {}
+    for folder in folders:
+        upload = session.upload_data(folder)
+        hidden = f", {folder.hidden} hidden left out" if folder.hidden else ""
+        done = f"uploaded {upload.bytes:,} bytes" if upload.files else "unchanged, nothing uploaded"
+        console.print(
+            f"data {folder.name}: {len(folder.files)} files{hidden}, {done} -> {upload.s3_uri}",
+            markup=False,
+        )
+        uris[folder.name] = upload.s3_uri
+    return uris
 
 
 def _keep(session: LocalSession, work_dir: Path, records: list[RunRecord]) -> None:

@@ -9,11 +9,15 @@ from types import TracebackType
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from lambdas.constants import TAG_RUN_ID, outputs_prefix
 from lambdas.dal.runs_table import RunsTable
 from lambdas.functions import START_PIPELINE_RUN
+from lambdas.models.run_spec import RunSpec, split_s3_uri
 from runctl.client.follow import RunEvent, RunFollower, RunOutcome, follow_execution
+from runctl.data_folders import DataFolder, DataUpload, upload_data_folder
+from runctl.errors import DataBucketMissing
 from runctl.local.deploy import LocalSettings, LocalStack, deploy
 from runctl.local.emulator import REGION, Emulator
 from runctl.local.faults import EventDelivery, Fault, FaultInjector
@@ -78,6 +82,27 @@ class LocalSession:
     def upload_code(self, package: CodePackage) -> tuple[str, int]:
         """Put the archive under its hash, as the client does; the bytes uploaded (0: was there)."""
         return upload_package(self.s3, self.stack.bucket, package)
+
+    def upload_data(self, folder: DataFolder) -> DataUpload:
+        """Put a local --data folder in the runctl bucket under its content's hash (see
+        runctl/data_folders.py); nothing is uploaded when the same content is there."""
+        return upload_data_folder(self.s3, self.stack.bucket, folder)
+
+    def check_data_buckets(self, spec: RunSpec) -> None:
+        """Each s3:// data source names a bucket the emulator has (DataBucketMissing if not):
+        local mode has only its own bucket, so a run would otherwise fail at ValidateRun."""
+        for item in spec.data:
+            bucket, _ = split_s3_uri(item.s3_uri)
+            try:
+                self.s3.head_bucket(Bucket=bucket)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket"}:
+                    raise
+                raise DataBucketMissing(
+                    f"--data {item.s3_uri}: local mode has no bucket {bucket!r}, only its own "
+                    f"({self.stack.bucket}); pass a local folder instead, e.g. "
+                    f"--data {item.name}=./{item.name}"
+                ) from None
 
     def start(
         self, spec: dict[str, Any], run_id: str | None = None, faults: list[Fault] | None = None

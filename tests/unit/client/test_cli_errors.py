@@ -103,3 +103,36 @@ def test_an_unknown_local_run_id_points_at_the_local_list(project):
     line = _one_line_error(result)
     assert "no run 'run-nope' in local history" in line
     assert "runctl local runs list" in line
+
+
+def test_submit_of_a_local_data_folder_says_to_upload_it_to_s3(project):
+    (project / "ds").mkdir()
+    (project / "ds" / "x.csv").write_text("1\n")
+
+    result = CliRunner().invoke(app, ["submit", "train.py", "--data", "./ds"])
+
+    line = _one_line_error(result)
+    assert result.exit_code == 2
+    assert "--data './ds' is a local path" in line
+    assert "upload it first" in line
+    assert "runctl local run` takes local folders" in line
+
+
+@pytest.mark.parametrize(
+    ("arrange", "expected"),
+    [
+        (lambda root: (root / "ds").mkdir(), "ds holds no files to upload; put the data in it"),
+        (lambda root: None, "--data './ds': no such file or folder"),
+    ],
+)
+def test_local_run_of_an_empty_or_missing_data_folder_fails_before_anything_is_created(
+    project, arrange, expected
+):
+    arrange(project)
+
+    result = CliRunner().invoke(app, ["local", "run", "train.py", "--data", "./ds"])
+
+    line = _one_line_error(result)
+    assert result.exit_code == 2
+    assert expected in line
+    assert not (project / ".runctl-local").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lambdas.models.run_spec import SourceInfo
-from runctl.errors import ConfigError, ScriptNotFound, SpecError
+from runctl.errors import ConfigError, DataFolderError, ScriptNotFound, SpecError
 from runctl.run_request import RunRequest, plan_run
 
 CODE_URI = "s3://bucket/code/" + "a" * 64 + ".tar.gz"
@@ -133,3 +133,88 @@ def test_a_bad_config_value_is_an_error_naming_the_key(project):
     (project / ".runctl.toml").write_text('market = "cheap"\n')
     with pytest.raises(ConfigError, match="'market'"):
         plan_run(RunRequest(project / "src" / "train.py"))
+
+
+# --- local --data folders: local mode only ---
+
+
+def test_given_a_local_data_folder_when_planning_for_aws_then_it_says_to_upload_it_to_s3(
+    project, tmp_path
+):
+    (tmp_path / "ds").mkdir()
+    request = RunRequest(project / "src" / "train.py", data=(str(tmp_path / "ds"),))
+
+    with pytest.raises(SpecError, match=r"is a local path.*upload it first.*s3://") as raised:
+        plan_run(request)
+    assert "\n" not in str(raised.value)
+
+
+def test_given_a_missing_local_data_path_then_the_error_names_the_flag_and_path(
+    project, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    request = RunRequest(project / "src" / "train.py", data=("./nope",))
+
+    with pytest.raises(DataFolderError, match=r"^--data './nope': no such file or folder"):
+        plan_run(request, local_data=True)
+
+
+def test_given_local_and_s3_data_when_planned_locally_then_the_spec_takes_the_uploaded_uri(
+    project, tmp_path, monkeypatch
+):
+    # Given a local folder and an s3:// source, in that order
+    (tmp_path / "ds").mkdir()
+    monkeypatch.chdir(tmp_path)
+    request = RunRequest(
+        project / "src" / "train.py", data=("./ds", "ref=s3://runctl-bucket/data/ref/")
+    )
+
+    # When planned for local mode, then given where the folder was uploaded
+    plan = plan_run(request, local_data=True)
+    uploaded = "s3://runctl-bucket/data/local/" + "b" * 64 + "/"
+    spec = plan.spec(CODE_URI, "a" * 64, None, {"ds": uploaded})
+
+    # Then the local folder is known by its name and path, and the spec keeps the order
+    assert [(item.name, item.path) for item in plan.local_data] == [("ds", tmp_path / "ds")]
+    assert [(item.name, item.s3_uri) for item in spec.data] == [
+        ("ds", uploaded),
+        ("ref", "s3://runctl-bucket/data/ref/"),
+    ]
+
+
+def test_given_a_local_folder_not_uploaded_then_the_spec_is_refused(project, tmp_path):
+    (tmp_path / "ds").mkdir()
+    plan = plan_run(
+        RunRequest(project / "src" / "train.py", data=(str(tmp_path / "ds"),)), local_data=True
+    )
+
+    with pytest.raises(SpecError, match="must be uploaded before the run starts"):
+        plan.spec(CODE_URI, "a" * 64, None)
+
+
+def test_given_a_relative_data_path_in_runctl_toml_then_it_is_from_the_config_folder(
+    project, tmp_path, monkeypatch
+):
+    # Given .runctl.toml naming a folder beside it, and another working directory
+    (project / "datasets" / "mnist").mkdir(parents=True)
+    (project / ".runctl.toml").write_text('data = ["datasets/mnist"]\n')
+    monkeypatch.chdir(tmp_path)
+
+    plan = plan_run(RunRequest(project / "src" / "train.py"), local_data=True)
+
+    assert [(item.name, item.path) for item in plan.local_data] == [
+        ("mnist", project / "datasets" / "mnist")
+    ]
+
+
+def test_given_a_local_folder_with_the_name_of_another_source_then_the_names_clash(
+    project, tmp_path
+):
+    (tmp_path / "imagenet").mkdir()
+    request = RunRequest(
+        project / "src" / "train.py",
+        data=(str(tmp_path / "imagenet"), "s3://datasets/imagenet/"),
+    )
+
+    with pytest.raises(SpecError, match="data names must be unique"):
+        plan_run(request, local_data=True)

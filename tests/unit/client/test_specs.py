@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from runctl.cli import app
-from runctl.specs import SpecError, build_spec, parse_duration, parse_hyperparameter
+from runctl.specs import (
+    LocalData,
+    S3Data,
+    SpecError,
+    build_spec,
+    parse_data,
+    parse_duration,
+    parse_hyperparameter,
+)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +75,66 @@ def test_schema_command_prints_the_runspec_schema():
     schema = json.loads(result.stdout)
     assert schema["title"] == "RunSpec"
     assert {"code", "entry_point"} <= set(schema["required"])
+
+
+# --- --data: an s3:// URI, or (local mode) a local folder or file ---
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "uri"),
+    [
+        ("s3://bkt/imagenet/", "imagenet", "s3://bkt/imagenet/"),
+        ("s3://bkt/sets/train.csv", "train.csv", "s3://bkt/sets/train.csv"),
+        ("img=s3://bkt/imagenet/", "img", "s3://bkt/imagenet/"),
+        ("s3://bkt/k=v/", "k-v", "s3://bkt/k=v/"),
+    ],
+)
+def test_given_an_s3_uri_then_it_is_s3_data_named_by_its_last_part(text, name, uri):
+    assert parse_data(text) == S3Data(name=name, s3_uri=uri)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "relative"),
+    [
+        ("./ds", "ds", "ds"),
+        ("ds/", "ds", "ds"),
+        ("sets/train.csv", "train.csv", "sets/train.csv"),
+        ("images=./ds", "images", "ds"),
+        ("=./ds", "ds", "ds"),
+        ("./a=b", "a-b", "a=b"),
+        ("../up dir", "up-dir", "../up dir"),
+    ],
+)
+def test_given_a_path_then_it_is_local_data_named_by_its_base_name(tmp_path, text, name, relative):
+    # When a --data argument is a path (relative to the given base)
+    item = parse_data(text, tmp_path / "here")
+
+    # Then it is local data, named like an s3 URI's last part, with its absolute path
+    assert item == LocalData(
+        name=name, path=Path(os.path.normpath(tmp_path / "here" / relative)), argument=text
+    )
+
+
+def test_given_a_relative_path_without_base_then_it_is_from_the_working_directory(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    item = parse_data("ds")
+    assert isinstance(item, LocalData)
+    assert item.path == tmp_path / "ds"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("http://example.com/x", "expected s3://bucket/key, a local folder"),
+        ("s3://Bad_Bucket/x", "not a valid S3 URI"),
+        ("bad name=s3://bkt/x/", "the name must be"),
+        ("bad name=./ds", "the name must be"),
+        ("ds=", "expected s3://bucket/key"),
+    ],
+)
+def test_given_a_malformed_data_argument_then_the_error_names_the_flag(text, message):
+    with pytest.raises(SpecError, match=message) as raised:
+        parse_data(text)
+    assert str(raised.value).startswith(f"--data {text!r}")

@@ -22,7 +22,9 @@ from lambdas.models.sweep_summary import (
 )
 from runctl.errors import AwsRequestFailed, SpecError
 from runctl.render_sweeps import sweep_summary_table
+from runctl.run_request import RunRequest
 from runctl.sweeps import (
+    SweepOptions,
     build_sweep_spec,
     cancel_sweep,
     checked_sweep,
@@ -30,6 +32,7 @@ from runctl.sweeps import (
     parse_grid,
     parse_objective,
     parse_sample,
+    prepare_sweep,
 )
 
 BASE: dict[str, Any] = {
@@ -267,3 +270,21 @@ def test_a_sweep_that_ended_before_planning_has_nothing_to_cancel():
 
     assert answer.message == "sweep nope ended before it planned any run: nothing to cancel"
     assert answer.stop is None
+
+
+def test_given_a_local_data_folder_then_only_a_local_sweep_takes_it_with_its_uploaded_uri(
+    tmp_path,
+):
+    # Given a script and a local data folder
+    (tmp_path / "train.py").write_text("print('train')\n")
+    (tmp_path / "ds").mkdir()
+    request = RunRequest(tmp_path / "train.py", data=(str(tmp_path / "ds"),))
+    options = SweepOptions(grid=("lr=0.1,0.2",))
+
+    # Then a cloud sweep refuses it, and a local one puts the uploaded prefix in the base spec
+    with pytest.raises(SpecError, match="is a local path"):
+        prepare_sweep(request, options)
+    prepared = prepare_sweep(request, options, local_data=True)
+    uploaded = "s3://runctl-local-bucket/data/local/" + "c" * 64 + "/"
+    spec = prepared.spec("s3://runctl-local-bucket/code/" + "a" * 64 + ".tar.gz", {"ds": uploaded})
+    assert [(item.name, item.s3_uri) for item in spec.base_spec.data] == [("ds", uploaded)]
