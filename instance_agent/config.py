@@ -58,6 +58,23 @@ class Spec:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    """The image the instance booted and the Python that runs the script (LaunchInstance's
+    choice, lambdas/logic/images.py)."""
+
+    name: str = "al2023"
+    interpreter: str = "python3"
+    architecture: str = "x86_64"
+    layered: bool = False  # its Python ships packages to reuse: install with pip over them
+    nvidia_gpus: int = 0  # check the driver with nvidia-smi before the script starts
+
+
+# Local mode only: the image interpreter path -> the local Python that stands in for it
+# (runctl/local/images.py). On AWS the variable is unset and paths are used as they are.
+LOCAL_INTERPRETERS_ENV = "RUNCTL_LOCAL_INTERPRETERS"
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     run_id: str
     attempt: int
@@ -68,6 +85,7 @@ class AgentConfig:
     task_token: str
     heartbeat_seconds: int
     spec: Spec
+    image: ImageSettings = field(default_factory=ImageSettings)
 
 
 def read_config_json(s3: Any, uri: str) -> dict[str, Any]:
@@ -103,7 +121,37 @@ def parse_config(raw: dict[str, Any]) -> AgentConfig:
         task_token=_require(raw, "task_token", str),
         heartbeat_seconds=_require(raw, "heartbeat_seconds", int),
         spec=_parse_spec(spec, code),
+        image=_parse_image(raw.get("image"), spec.get("interpreter")),
     )
+
+
+def _parse_image(raw: Any, interpreter: Any) -> ImageSettings:
+    """The config's `image` (absent from configs written before images were chosen per type:
+    then AL2023 and the spec's interpreter)."""
+    if raw is None:
+        return ImageSettings(interpreter=str(interpreter or "python3"))
+    if not isinstance(raw, dict):
+        raise ConfigError("agent config field image must be an object")
+    gpus = raw.get("nvidia_gpus", 0)
+    return ImageSettings(
+        name=_require(raw, "name", str, "image."),
+        interpreter=_require(raw, "interpreter", str, "image."),
+        architecture=_require(raw, "architecture", str, "image."),
+        layered=bool(raw.get("layered", False)),
+        nvidia_gpus=gpus if isinstance(gpus, int) and not isinstance(gpus, bool) else 0,
+    )
+
+
+def local_interpreter(interpreter: str, environ: dict[str, str]) -> str:
+    """The interpreter to run: itself on AWS, its stand-in in local mode."""
+    raw = environ.get(LOCAL_INTERPRETERS_ENV)
+    if not raw:
+        return interpreter
+    try:
+        mapping = json.loads(raw)
+    except ValueError as error:
+        raise ConfigError(f"{LOCAL_INTERPRETERS_ENV} is not JSON: {error}") from error
+    return str(mapping.get(interpreter, interpreter))
 
 
 def _parse_spec(spec: dict[str, Any], code: dict[str, Any]) -> Spec:

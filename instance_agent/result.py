@@ -17,11 +17,16 @@ AGENT_FAILED = "agent-failed"
 INTERRUPTED = "interrupted"
 # The user's stop request ended the attempt, and with it the run.
 CANCELLED = "cancelled"
+# The script's environment could not be installed; or no working GPU (another instance may have).
+ENVIRONMENT_FAILED = "environment-failed"
+GPU_UNAVAILABLE = "gpu-unavailable"
 
 ERROR_SCRIPT_FAILED = "Runctl.ScriptFailed"
 ERROR_AGENT_FAILED = "Runctl.AgentFailed"
 ERROR_INTERRUPTED = "Runctl.Interrupted"
 ERROR_CANCELLED = "Runctl.Cancelled"
+ERROR_ENVIRONMENT_FAILED = "Runctl.EnvironmentFailed"
+ERROR_GPU_UNAVAILABLE = "Runctl.GpuUnavailable"
 
 
 @dataclass
@@ -36,6 +41,10 @@ class AgentResult:
     logs_uri: str | None = None
     final_metrics: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    # Set-up phases of the attempt: the script's environment (installed, restored or none, and
+    # how long it took) and, on a GPU instance type, what nvidia-smi reported.
+    environment: dict[str, Any] | None = None
+    gpu: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +61,8 @@ class AgentResult:
             SCRIPT_FAILED: ERROR_SCRIPT_FAILED,
             INTERRUPTED: ERROR_INTERRUPTED,
             CANCELLED: ERROR_CANCELLED,
+            ENVIRONMENT_FAILED: ERROR_ENVIRONMENT_FAILED,
+            GPU_UNAVAILABLE: ERROR_GPU_UNAVAILABLE,
         }.get(self.outcome, ERROR_AGENT_FAILED)
 
 

@@ -6,10 +6,11 @@ overwrite a run that was finalized or moved on to another attempt.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,6 +27,8 @@ CHECKPOINTING = "CHECKPOINTING"
 WRITABLE_STATUSES = ("LAUNCHING", STAGING, RUNNING, CHECKPOINTING)
 
 _serializer = TypeSerializer()
+# A top-level attribute, or a document path into a map attribute.
+Field = Union[str, tuple[str, ...]]
 
 
 class RunRecord:
@@ -54,7 +57,7 @@ class RunRecord:
                 return False
             if status == CHECKPOINTING:
                 self._checkpointing = True
-            fields = {"status": {"S": status}}
+            fields: dict[Field, dict[str, Any]] = {"status": {"S": status}}
             if reason is not None:
                 # Why: the task failure's cause can be lost (the emulator drops it), and
                 # PlanNextAttempt must still tell a rebalance from a spot interruption.
@@ -64,14 +67,27 @@ class RunRecord:
     def set_latest_metrics(self, metrics: dict[str, Any]) -> bool:
         return self._update({"latest_metrics": {"M": numbers_to_attributes(metrics)}})
 
-    def _update(self, fields: dict[str, dict[str, Any]]) -> bool:
+    def set_setup(self, phases: dict[str, Any]) -> bool:
+        """This attempt's set-up phases (environment, GPU) under setup.<attempt>: written as soon
+        as they are known, so an attempt that is interrupted later still shows them."""
+        value = _serializer.serialize(json.loads(json.dumps(phases), parse_float=Decimal))
+        return self._update({("setup", str(self.attempt)): value})
+
+    def _update(self, fields: dict[Field, dict[str, Any]]) -> bool:
         """True when written; a failed condition or an AWS error is logged, never raised: the run's
-        outcome travels by result.json and the task token, not by these writes."""
+        outcome travels by result.json and the task token, not by these writes. A tuple key is a
+        document path (a map's member)."""
         statuses = {f":s{index}": {"S": status} for index, status in enumerate(WRITABLE_STATUSES)}
-        names = {f"#f{index}": name for index, name in enumerate(fields)}
+        paths = [(key,) if isinstance(key, str) else key for key in fields]
+        # "#f<i>" names a field; "#f<i>_<d>" the parts of a path below it.
+        refs = [
+            [f"#f{index}" + (f"_{depth}" if depth else "") for depth in range(len(path))]
+            for index, path in enumerate(paths)
+        ]
+        names = {ref: part for path, parts in zip(paths, refs) for ref, part in zip(parts, path)}
         values = {f":v{index}": value for index, value in enumerate(fields.values())}
-        sets = ", ".join(f"#f{index} = :v{index}" for index in range(len(fields)))
-        name = ", ".join(fields)
+        sets = ", ".join(f"{'.'.join(parts)} = :v{index}" for index, parts in enumerate(refs))
+        name = ", ".join(".".join(path) for path in paths)
         try:
             self.client.update_item(
                 TableName=self.table_name,

@@ -64,6 +64,11 @@ ERROR_AGENT_FAILED: Final = "Runctl.AgentFailed"
 ERROR_INTERRUPTED: Final = "Runctl.Interrupted"
 # OnInstanceEvent fails the stored task token with this when the instance dies without warning.
 ERROR_INSTANCE_LOST: Final = "Runctl.InstanceLost"
+# The script's environment could not be made: a requirement the installer cannot install (not
+# retried: the same file fails again) or, as GpuUnavailable, no working NVIDIA driver on a GPU
+# instance type (worth one more attempt on another instance).
+ERROR_ENVIRONMENT_FAILED: Final = "Runctl.EnvironmentFailed"
+ERROR_GPU_UNAVAILABLE: Final = "Runctl.GpuUnavailable"
 # The agent stopped the script on the user's request (StopRun), after its uploads.
 ERROR_CANCELLED: Final = "Runctl.Cancelled"
 # The notice StopRun sends the agent (as the spot and rebalance notices, in notice.json).

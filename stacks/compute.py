@@ -41,6 +41,7 @@ AGENT_WRITABLE_ATTRIBUTES = [
     "latest_metrics",
     "attempt",
     "interrupted_by",  # set with CHECKPOINTING: spot-interrupted or rebalance
+    "setup",  # setup.<attempt>: the environment and GPU phases, as soon as they are known
 ]
 
 

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from lambdas.constants import (
     ERROR_AGENT_FAILED,
     ERROR_CANCELLED,
+    ERROR_ENVIRONMENT_FAILED,
+    ERROR_GPU_UNAVAILABLE,
     ERROR_INSTANCE_LOST,
     ERROR_INTERRUPTED,
     ERROR_SCRIPT_FAILED,
@@ -32,6 +34,8 @@ from lambdas.observability import logger
 END_REASON_BY_ERROR = {
     ERROR_SCRIPT_FAILED: EndReason.SCRIPT_FAILED,
     ERROR_AGENT_FAILED: EndReason.AGENT_FAILED,
+    ERROR_ENVIRONMENT_FAILED: EndReason.ENVIRONMENT_FAILED,
+    ERROR_GPU_UNAVAILABLE: EndReason.ENVIRONMENT_FAILED,
     "States.HeartbeatTimeout": EndReason.INSTANCE_LOST,
     "States.Timeout": EndReason.LIMIT_EXCEEDED,
     "CapacityUnavailable": EndReason.CAPACITY,
@@ -114,6 +118,8 @@ def _error_cause(name: str, request: FinalizeInput, result: AgentResult | None) 
         return f"script exited with code {result.exit_code}: {tail[0]}"
     if name == ERROR_AGENT_FAILED and result is not None and result.message:
         return f"agent failed: {result.message}"
+    if name in {ERROR_ENVIRONMENT_FAILED, ERROR_GPU_UNAVAILABLE} and result is not None:
+        return f"environment failed: {result.message}"
     if name == ERROR_CANCELLED:
         detail = f": {result.message}" if result is not None and result.message else ""
         return f"stopped on request{detail}"

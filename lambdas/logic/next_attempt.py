@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from lambdas.constants import ERROR_INSTANCE_LOST, ERROR_INTERRUPTED, ERROR_SCRIPT_FAILED
+from lambdas.constants import (
+    ERROR_GPU_UNAVAILABLE,
+    ERROR_INSTANCE_LOST,
+    ERROR_INTERRUPTED,
+    ERROR_SCRIPT_FAILED,
+)
 from lambdas.dal.runs_table import RunsTable
 from lambdas.logic.finalizing import (
     attempt_seconds,
@@ -24,6 +29,8 @@ from lambdas.models.steps import (
 
 PREEMPTIONS = frozenset({EndReason.SPOT_INTERRUPTED, EndReason.REBALANCE, EndReason.INSTANCE_LOST})
 LOST_INSTANCE_ERRORS = frozenset({ERROR_INSTANCE_LOST, "InstanceLost", "States.HeartbeatTimeout"})
+# A GPU instance whose driver does not answer is worth one more instance, not more.
+GPU_RETRIES = 1
 # AWS gives two minutes between the warning and the termination; a little slack on top.
 HANDOFF_WAIT_SECONDS = 150
 
@@ -41,6 +48,8 @@ def attempt_end_reason(
         return EndReason.INSTANCE_LOST
     if name == ERROR_SCRIPT_FAILED:
         return EndReason.SCRIPT_FAILED
+    if name == ERROR_GPU_UNAVAILABLE:
+        return EndReason.ENVIRONMENT_FAILED
     return None
 
 
@@ -87,6 +96,14 @@ def plan_next_attempt(
                 resume=False,
                 reason=reason.value,
                 detail=f"retry budget exhausted ({retried} of {spec.retries.max_retries})",
+            )
+    elif reason is EndReason.ENVIRONMENT_FAILED:
+        tried = _count(record, frozenset({EndReason.ENVIRONMENT_FAILED}))
+        if tried >= GPU_RETRIES:
+            return NextAttemptPlan(
+                resume=False,
+                reason=reason.value,
+                detail=f"no working GPU on {tried + 1} instances",
             )
     else:
         used = _count(record, PREEMPTIONS)

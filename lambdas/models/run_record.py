@@ -40,6 +40,8 @@ class EndReason(StrEnum):
     START_TIMEOUT = "start-timeout"
     BOOTSTRAP_FAILED = "bootstrap-failed"
     AGENT_FAILED = "agent-failed"
+    # The script's Python environment could not be made, or the GPU does not work.
+    ENVIRONMENT_FAILED = "environment-failed"
     INTERNAL_ERROR = "internal-error"
 
 
@@ -152,6 +154,13 @@ class RunRecord(BaseModel):
     )
     interrupted_by: str | None = Field(
         default=None, description="set by the agent with CHECKPOINTING: what notice it got"
+    )
+    setup: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "by attempt number, written by the agent: the script's environment (installed, "
+            "restored or none, seconds) and the GPU nvidia-smi showed"
+        ),
     )
     cost: RunCost | None = Field(default=None, description="set by FinalizeRun")
     metrics_summary: dict[str, MetricSummary] = Field(

@@ -112,6 +112,12 @@ class AgentResult(_Payload):
     logs_uri: str | None = None
     final_metrics: dict[str, Any] = Field(default_factory=dict)
     message: str = ""
+    environment: dict[str, Any] | None = Field(
+        default=None, description="the script's environment: action, seconds, installer, key"
+    )
+    gpu: dict[str, Any] | None = Field(
+        default=None, description="nvidia-smi on a GPU instance type: driver, CUDA, GPU names"
+    )
 
 
 class StepError(_Payload):

@@ -6,10 +6,13 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ssm.models import Parameter, ssm_backends
 
 from lambdas.functions import (
     CLIENT_FUNCTIONS,
@@ -21,6 +24,7 @@ from lambdas.functions import (
     TRAIN_RUN_SETTINGS,
     TRAIN_RUN_STEPS,
 )
+from lambdas.logic.images import AL2023, IMAGE_PARAMETERS, image_parameter
 from lambdas.models.pipeline import Pipeline
 from runctl.local.emulator import REGION
 from runctl.local.s3_events import deploy_pipelines
@@ -89,6 +93,7 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     ec2, iam, lam = session.client("ec2"), session.client("iam"), session.client("lambda")
     sfn = session.client("stepfunctions")
 
+    publish_image_parameters(session.client("ssm"))
     bucket = f"{name}-bucket"
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=AGENT_KEY, Body=agent_zip())
@@ -179,6 +184,31 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
         sweep_state_machine_arn,
         pipeline_events_queue_url=pipeline_events_queue_url,
     )
+
+
+def publish_image_parameters(ssm: Any) -> None:
+    """The public DLAMI parameters, which moto lacks (it has AL2023's), naming AL2023's AMI of the
+    same architecture: locally an image is its Python (runctl/local/images.py), not its AMI.
+    AWS reserves /aws/ names, so they go into moto's parameter store directly."""
+    store = ssm_backends[DEFAULT_ACCOUNT_ID][REGION]._parameters
+    for (image, architecture), parameter in IMAGE_PARAMETERS.items():
+        if image == AL2023:
+            continue
+        al2023_ami = ssm.get_parameter(Name=image_parameter(AL2023, architecture))["Parameter"]
+        store[parameter] = [
+            Parameter(  # type: ignore[abstract]  # moto's own class, as its loader builds it
+                account_id=DEFAULT_ACCOUNT_ID,
+                name=parameter,
+                value=al2023_ami["Value"],
+                parameter_type="String",
+                description=None,
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=datetime.now(UTC),
+                version=1,
+                data_type="text",
+            )
+        ]
 
 
 def _placeholder_zip() -> bytes:

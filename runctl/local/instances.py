@@ -14,7 +14,10 @@ from pathlib import Path
 
 import psutil
 
+from runctl.local.images import INTERPRETERS_ENV, fake_nvidia_smi, local_interpreters
 from runctl.local.imds import LocalImds
+
+GPU_BROKEN_ENV = "RUNCTL_LOCAL_GPU_BROKEN"
 
 # Marks every process started on a local instance, so terminating it can find them all
 # (the agent detaches with setsid, and the script runs in its own session).
@@ -42,6 +45,7 @@ class LocalInstance:
         home: Path,
         base_env: dict[str, str],
         boot_seconds: float,
+        gpu_broken: bool = False,
     ) -> None:
         self.instance_id = instance_id
         self.home = home
@@ -58,6 +62,7 @@ class LocalInstance:
         ).start()
         self.env = {
             **base_env,
+            **({GPU_BROKEN_ENV: "1"} if gpu_broken else {}),
             "RUNCTL_HOME": str(home),
             "RUNCTL_NO_SYSTEMD": "1",
             INSTANCE_ENV_MARKER: instance_id,
@@ -131,8 +136,13 @@ class LocalFleet:
         self._lock = threading.Lock()
         self.on_launch: list[Callable[[LocalInstance], None]] = []
         self.on_terminate: list[Callable[[LocalInstance], None]] = []
+        # How many of the next instances get a GPU whose driver fails (nvidia-smi exits 9).
+        self.broken_gpu_instances = 0
 
     def launch(self, instance_id: str, instance_type: str, availability_zone: str) -> None:
+        with self._lock:
+            gpu_broken = self.broken_gpu_instances > 0
+            self.broken_gpu_instances -= int(gpu_broken)
         instance = LocalInstance(
             instance_id,
             instance_type,
@@ -140,6 +150,7 @@ class LocalFleet:
             self.root / "instances" / instance_id,
             self.base_env,
             self.boot_seconds,
+            gpu_broken,
         )
         with self._lock:
             self.instances[instance_id] = instance
@@ -181,9 +192,15 @@ def instance_base_env(endpoint: str, region: str, root: Path) -> dict[str, str]:
     """The environment every local instance's processes start with."""
     keep = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     keep.pop("PYTHONPATH", None)
+    keep.pop("VIRTUAL_ENV", None)  # the script's Python is the image's, not runctl's
+    bin_dir = python_shim_dir(root)
+    fake_nvidia_smi(bin_dir)
+    uv = Path(sys.executable).parent / "uv"
     return {
         **keep,
-        "PATH": f"{python_shim_dir(root)}{os.pathsep}{os.environ.get('PATH', '')}",
+        INTERPRETERS_ENV: local_interpreters(root / "images"),
+        **({"RUNCTL_UV": str(uv)} if uv.exists() else {}),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": region,

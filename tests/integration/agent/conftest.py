@@ -188,6 +188,7 @@ class AgentHarness:
                 "status": {"S": status},
                 "attempt": {"N": str(attempt)},
                 "updated_at": {"S": "2026-11-23T09:00:00+00:00"},
+                "setup": {"M": {}},  # RecordRun creates the (empty) map the agent writes into
             },
         )
 

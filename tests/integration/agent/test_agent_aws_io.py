@@ -80,6 +80,32 @@ def test_latest_metrics_are_stored_as_numbers_and_unstorable_ones_left_out(harne
     }
 
 
+def test_setup_phases_land_under_the_attempt_number_as_numbers_and_text(harness):
+    harness.put_run_item(status="STAGING", attempt=2)
+    phases = {"environment": {"action": "restored", "seconds": 1.5}, "gpu": None}
+
+    assert _record(harness, attempt=2).set_setup(phases) is True
+
+    assert harness.run_item()["setup"] == {
+        "M": {
+            "2": {
+                "M": {
+                    "environment": {"M": {"action": {"S": "restored"}, "seconds": {"N": "1.5"}}},
+                    "gpu": {"NULL": True},
+                }
+            }
+        }
+    }
+
+
+def test_another_attempts_setup_is_not_written(harness):
+    harness.put_run_item(status="RUNNING", attempt=2)
+
+    assert _record(harness, attempt=1).set_setup({"environment": None}) is False
+
+    assert harness.run_item()["setup"] == {"M": {}}
+
+
 def test_a_single_data_object_lands_under_its_own_name(harness, tmp_path: Path):
     harness.s3.put_object(Bucket="runctl-data", Key="sets/one/labels.csv", Body=b"a,b")
 
