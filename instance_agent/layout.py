@@ -7,6 +7,7 @@ import it, and a test checks that the two agree.
 from __future__ import annotations
 
 RUNS_PREFIX = "runs/"
+ENVS_PREFIX = "envs/"
 
 
 def run_prefix(run_id: str) -> str:
@@ -60,6 +61,11 @@ def log_key(run_id: str, attempt: int, stream: str) -> str:
 
 def metrics_key(run_id: str, attempt: int) -> str:
     return f"{attempt_prefix(run_id, attempt)}metrics.jsonl"
+
+
+def env_archive_key(cache_key: str) -> str:
+    """A built script environment, named by its cache key (environment.py)."""
+    return f"{ENVS_PREFIX}{cache_key}.tar.gz"
 
 
 def s3_uri(bucket: str, key: str) -> str:
