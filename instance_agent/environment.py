@@ -24,10 +24,11 @@ interpreter's site-packages when it resolves (astral-sh/uv#7358, astral-sh/uv#25
 DLAMI it would download CUDA torch again; pip resolves against sys.path and installs only what is
 missing.
 
-When the image Python is itself a virtualenv (/opt/pytorch), `--system-site-packages` exposes its
-*base* interpreter's site-packages, not the image venv's own; a .pth file in the new environment
-adds the image venv's site-packages (with site.addsitedir, so its own .pth files count too), which
-makes its packages importable and visible to pip's resolver.
+When the image Python is itself a virtualenv (/opt/pytorch may be; local mode's stand-ins are),
+`--system-site-packages` would expose its *base* interpreter's site-packages, not the image
+venv's own. So the new environment is made without it, and a .pth file adds exactly what the
+image Python sees (site.getsitepackages(), with site.addsitedir so its own .pth files count too),
+which makes its packages importable and visible to pip's resolver.
 
 Relocation: on AWS `envs_root` is the same on every instance (/opt/runctl/envs), so an environment
 restored from S3 lands at the path it was built at and is exact. Elsewhere the interpreter and
@@ -532,16 +533,19 @@ def _build(
     def run(label: str, argv: list[str]) -> None:
         _run_installer(label, argv, code_dir, env, log_path, should_stop)
 
+    # Over an image venv, --system-site-packages would expose the *base* interpreter's packages
+    # (not the image's, and whatever else that Python has): the image's own come by a .pth.
+    system = [] if facts.venv else ["--system-site-packages"]
     try:
         if installer == UV:
             # uv: venv and install (it does not see the image's packages: see the docstring).
-            venv = ["--system-site-packages", "--relocatable", "--python", interpreter]
+            venv = [*system, "--relocatable", "--python", interpreter]
             run(UV, [command, "venv", *venv, str(env_dir)])
             _layer_image_packages(python, facts)
             run(UV, [command, "pip", "install", "--python", python, "-r", DEPENDENCY_FILE])
         else:
             # pip: resolves against sys.path, so the image's torch is reused, not downloaded.
-            run("venv", [interpreter, "-m", "venv", "--system-site-packages", str(env_dir)])
+            run("venv", [interpreter, "-m", "venv", *system, str(env_dir)])
             _layer_image_packages(python, facts)
             quiet = ["--disable-pip-version-check", "--no-input"]
             run(PIP, [python, "-m", "pip", "install", *quiet, "-r", DEPENDENCY_FILE])

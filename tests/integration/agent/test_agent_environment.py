@@ -231,10 +231,8 @@ def test_given_the_env_on_this_instance_then_it_is_used_without_s3_or_installer(
     assert again.python == built.python
     assert again.seconds < 1
     assert fake.runs() == runs
-    assert [run.split()[:2] for run in runs] == [
-        ["venv", "--system-site-packages"],
-        ["pip", "install"],
-    ]
+    # The "image" here is the test's own virtualenv: layered by .pth, not --system-site-packages.
+    assert [run.split()[:2] for run in runs] == [["venv", "--relocatable"], ["pip", "install"]]
 
 
 def test_given_a_half_built_env_on_this_instance_then_it_is_built_again(s3, place, tmp_path):
@@ -359,3 +357,27 @@ def test_given_a_layered_image_venv_then_pip_reuses_its_packages_and_installs_no
     log = (tmp_path / "environment.log").read_text()
     assert "Requirement already satisfied: runctl-layer-probe==1.0" in log
     assert _keys(s3) == [env_archive_key(prepared.cache_key or "")]
+
+
+def test_given_an_image_venv_then_the_base_interpreters_packages_stay_out_of_the_env(
+    s3, place, tmp_path, uv
+):
+    # Given an empty image venv over some interpreter (local mode's stand-in for AL2023), whose
+    # base site-packages may hold anything at all
+    image_dir = tmp_path / "image"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(image_dir)], check=True)
+    image_python = str(image_dir / "bin" / "python")
+    base_site = _python(
+        image_python,
+        "import sys, sysconfig; base = {'base': sys.base_prefix, 'platbase': sys.base_prefix}; "
+        "print(sysconfig.get_paths(vars=base)['purelib'])",
+    )
+    image = ImagePython("al2023", image_python, "x86_64", layered=False)
+
+    # When an environment is built over it (with uv, as on a plain image)
+    prepared = _prepare(place(f"{PYPI_PACKAGE}\n"), s3, tmp_path, uv, image=image)
+
+    # Then the env sees its own packages and the image's, never the base interpreter's
+    env_path = _python(prepared.python, "import sys; print('\\n'.join(sys.path))").splitlines()
+    assert base_site not in env_path
+    assert _python(prepared.python, f"import {PYPI_PACKAGE}; print('ok')") == "ok"
