@@ -27,7 +27,9 @@ from .checkpoints import CheckpointSync, newest_checkpoint_manifest
 from .clock import utc_now, utc_now_iso
 from .config import REBALANCE_CHECKPOINT, AgentConfig
 from .ending import AttemptEnding
+from .environment import EnvironmentFailed, EnvironmentInterrupted
 from .errors import AgentError
+from .gpu import GpuCheckFailed
 from .layout import log_stream_name, logs_prefix, metrics_key, outputs_prefix, s3_uri
 from .logs import AgentLogHandler, CloudWatchSink, ScriptLogs
 from .metrics import MetricsRecorder
@@ -44,7 +46,9 @@ from .periodic import PeriodicThread
 from .result import (
     AGENT_FAILED,
     CANCELLED,
+    ENVIRONMENT_FAILED,
     ERROR_INTERRUPTED,
+    GPU_UNAVAILABLE,
     INTERRUPTED,
     SCRIPT_FAILED,
     SUCCEEDED,
@@ -54,6 +58,7 @@ from .result import (
 )
 from .resume import Restored, restore_latest_checkpoint
 from .run_record import CHECKPOINTING, RUNNING, STAGING, RunRecord
+from .s3io import upload_file
 from .script import (
     build_argv,
     build_env,
@@ -65,6 +70,7 @@ from .script import (
     start_script,
 )
 from .session import ScriptSession
+from .setup import Setup, set_up
 from .staging import StagingInterrupted, stage_code, stage_data
 from .streams import ScriptOutput
 from .task_token import TaskToken, heartbeat_interval
@@ -76,6 +82,7 @@ _PACKAGE_LOGGER = logging.getLogger(__name__.split(".")[0])
 # before it writes result.json and handoff.json; each is one AWS call with retries.
 _NOTICE_STEPS_TIMEOUT = 60.0
 _DEFAULT_IMDS = object()
+ENVIRONMENT_LOG = "environment.log"
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,7 @@ class AttemptRunner:
         self.dirs: WorkDirs | None = None
         self.restored: Restored | None = None
         self.returncode: int | None = None
+        self.setup: Setup | None = None
         self._checkpoint_thread: PeriodicThread | None = None
         self._notice_steps_done = threading.Event()
         self._pushed_metrics_version = 0
@@ -187,6 +195,23 @@ class AttemptRunner:
         if self.ending.interrupted:  # staging can be long: skip what is left of it
             return self._finish_interrupted()
         try:
+            self.setup = set_up(
+                config,
+                self.clients.s3,
+                self.home,
+                dirs.code,
+                dirs.scratch,
+                dirs.logs / ENVIRONMENT_LOG,
+                lambda: self.ending.interrupted,
+            )
+        except EnvironmentInterrupted as stopped:
+            logger.info("environment set-up stopped: %s", stopped)
+            return self._finish_interrupted()
+        except (EnvironmentFailed, GpuCheckFailed) as error:
+            return self._setup_failure(error)
+        self.record.set_setup(self.setup.phases())
+        logger.info("environment: %s", self.setup.environment.to_dict())
+        try:
             stage_data(self.clients.s3, spec.data, dirs.data, lambda: self.ending.interrupted)
         except StagingInterrupted as stopped:
             logger.info("data staging stopped: %s", stopped)
@@ -194,7 +219,7 @@ class AttemptRunner:
             return self._finish_interrupted()
         self._resume(checkpoints, dirs)
 
-        argv = build_argv(spec)
+        argv = build_argv(spec, self.setup.python)
         resume_from = self.restored.local_path if self.restored is not None else None
         env = build_env(dict(os.environ), spec, config.run_id, config.attempt, dirs, resume_from)
         check_runnable(argv, dirs.code, env)
@@ -462,6 +487,26 @@ class AttemptRunner:
             message += ": " + "; ".join(problems)
         return self._result(outcome, message)
 
+    def _setup_failure(self, error: EnvironmentFailed | GpuCheckFailed) -> AgentResult:
+        """No script ran: the environment or the GPU is not usable on this instance."""
+        if self.ending.interrupted:
+            return self._finish_interrupted([f"set-up failed: {error}"])
+        logger.error("set-up failed: %s", error)
+        self._upload_environment_log()
+        outcome = GPU_UNAVAILABLE if isinstance(error, GpuCheckFailed) else ENVIRONMENT_FAILED
+        return self._result(outcome, str(error))
+
+    def _upload_environment_log(self) -> None:
+        """The installer's whole output, next to the script's logs."""
+        if self.dirs is None or not (self.dirs.logs / ENVIRONMENT_LOG).is_file():
+            return
+        config = self.config
+        key = logs_prefix(config.run_id, config.attempt) + ENVIRONMENT_LOG
+        try:
+            upload_file(self.clients.s3, self.dirs.logs / ENVIRONMENT_LOG, config.bucket, key)
+        except Exception:
+            logger.exception("cannot upload %s", ENVIRONMENT_LOG)
+
     def _agent_failure(self, message: str) -> AgentResult:
         if self.process is not None and self.process.poll() is None:
             kill_group(self.process)
@@ -494,6 +539,8 @@ class AttemptRunner:
             ),
             final_metrics=final_metrics,
             message=message,
+            environment=self.setup.environment.to_dict() if self.setup else None,
+            gpu=self.setup.gpu.to_dict() if self.setup and self.setup.gpu else None,
         )
 
     def _report(self, result: AgentResult) -> None:

@@ -32,8 +32,9 @@ def hyperparameter_value(value: Any) -> str:
     return str(value)
 
 
-def build_argv(spec: Spec) -> list[str]:
-    argv = [spec.interpreter, spec.entry_point, *spec.args]
+def build_argv(spec: Spec, interpreter: str) -> list[str]:
+    """`interpreter` is the image's Python or the script's environment built over it."""
+    argv = [interpreter, spec.entry_point, *spec.args]
     if spec.hyperparameters_as_args:
         for key, value in spec.hyperparameters.items():
             argv += [f"--{key}", hyperparameter_value(value)]

@@ -144,12 +144,13 @@ class RecordingDynamoDB:
         self.statuses: list[str] = []
 
     def update_item(self, **kwargs: Any) -> Any:
-        # The agent names the fields it sets #f0, #f1, ... with values :v0, :v1, ...
+        # The agent names the fields it sets #f0, #f1, ... with values :v0, :v1, ... (#f0_1 is
+        # the next part of a document path under #f0).
         names = kwargs.get("ExpressionAttributeNames", {})
         fields = {
             name: kwargs["ExpressionAttributeValues"][":v" + key[2:]]
             for key, name in names.items()
-            if key.startswith("#f")
+            if key.startswith("#f") and "_" not in key
         }
         if "status" in fields:
             self.statuses.append(fields["status"]["S"])

@@ -205,14 +205,16 @@ def test_a_code_checksum_mismatch_fails_the_agent(harness, tmp_path: Path):
     assert harness.sfn.named("failure")[0]["error"] == "Runctl.AgentFailed"
 
 
-def test_a_missing_interpreter_fails_the_agent_with_a_clear_message(harness):
+def test_a_missing_interpreter_ends_the_attempt_environment_failed_with_a_clear_message(
+    harness,
+):
     spec = harness.spec("print('never')\n", interpreter="no-such-python3")
 
     result = harness.run(harness.write_config(spec))
 
-    assert result.outcome == "agent-failed"
-    assert result.message == "interpreter 'no-such-python3' was not found on PATH"
-    assert harness.sfn.named("failure")[0]["error"] == "Runctl.AgentFailed"
+    assert result.outcome == "environment-failed"
+    assert result.message == "the image's Python 'no-such-python3' was not found on PATH"
+    assert harness.sfn.named("failure")[0]["error"] == "Runctl.EnvironmentFailed"
 
 
 def test_a_missing_entry_point_fails_the_agent_with_a_clear_message(harness):

@@ -1,0 +1,70 @@
+"""The attempt's set-up phases before the script: a working GPU (on GPU instance types), then the
+script's Python environment. Either failing ends the attempt `environment-failed`.
+
+The GPU check comes first: it takes a second, and a dead driver should not cost an install.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import AgentConfig, local_interpreter
+from .environment import DEPENDENCY_FILE, ImagePython, PreparedEnvironment, prepare_environment
+from .gpu import GpuReport, check_gpus
+from .uv_tool import find_uv
+
+
+@dataclass
+class Setup:
+    """What the script runs with, and the phases to record (result.json, the run item)."""
+
+    python: str
+    environment: PreparedEnvironment
+    gpu: GpuReport | None
+
+    def phases(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment.to_dict(),
+            "gpu": self.gpu.to_dict() if self.gpu is not None else None,
+        }
+
+
+def image_python(config: AgentConfig, environ: dict[str, str]) -> ImagePython:
+    image = config.image
+    return ImagePython(
+        image=image.name,
+        interpreter=local_interpreter(image.interpreter, environ),
+        architecture=image.architecture,
+        layered=image.layered,
+    )
+
+
+def set_up(
+    config: AgentConfig,
+    s3: Any,
+    home: Path,
+    code_dir: Path,
+    scratch: Path,
+    log_path: Path,
+    should_stop: Callable[[], bool],
+    check: Callable[[], GpuReport] = check_gpus,
+) -> Setup:
+    """GpuCheckFailed, EnvironmentFailed or EnvironmentInterrupted when it cannot be done."""
+    gpu = check() if config.image.nvidia_gpus else None
+    image = image_python(config, dict(os.environ))
+    needs_uv = (code_dir / DEPENDENCY_FILE).is_file() and not image.layered
+    prepared = prepare_environment(
+        code_dir,
+        image,
+        s3,
+        config.bucket,
+        home / "envs",
+        scratch,
+        log_path,
+        find_uv(home) if needs_uv else None,
+        should_stop,
+    )
+    return Setup(prepared.python, prepared, gpu)
