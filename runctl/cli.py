@@ -18,13 +18,13 @@ from lambdas.models.run_spec import RunSpec
 from lambdas.models.sweep_spec import SweepSpec
 from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import Client
-from runctl.errors import EXIT_INTERRUPTED, RunctlError
+from runctl.errors import EXIT_INTERRUPTED, RunctlError, RunNeverStarted
 from runctl.local.commands import local_app
 from runctl.project_config import LoadedConfig, load_project_config
 from runctl.render import FollowDisplay, console, print_outcome, print_state
 from runctl.render_sweeps import SweepDisplay, print_sweep_outcome, sweeps_table
 from runctl.run_request import RunRequest, config_for_script
-from runctl.runs_commands import make_runs_app
+from runctl.runs_commands import Verbose, make_runs_app
 from runctl.sweeps import SweepOptions
 
 error_console = Console(stderr=True, highlight=False)
@@ -95,6 +95,7 @@ def submit(
         bool, typer.Option("--wait", help="follow the run until it ends (Ctrl-C stops following)")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the run id")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Package the project, upload it (only if changed) and start SCRIPT on a cloud instance."""
     client = _cloud(ctx).client(config_for_script(request.script))
@@ -119,7 +120,7 @@ def submit(
                 f"{submission.run_id} -f[/]"
             )
         return
-    _follow(client, submission.run_id)
+    _follow(client, submission.run_id, verbose)
 
 
 @contextmanager
@@ -132,7 +133,7 @@ def _ctrl_c_stops_following(what_goes_on: str) -> Iterator[None]:
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
 
 
-def _follow(client: Client, run_id: str) -> None:
+def _follow(client: Client, run_id: str, verbose: bool) -> None:
     with (
         _ctrl_c_stops_following(
             f"run {run_id} goes on. `runctl status {run_id}`, `runctl logs {run_id} -f`, or "
@@ -141,7 +142,7 @@ def _follow(client: Client, run_id: str) -> None:
         FollowDisplay() as display,
     ):
         outcome = client.follow(run_id, on_event=display.handle)
-    print_outcome(outcome)
+    print_outcome(outcome, verbose)
     if outcome.status != "SUCCEEDED":
         raise typer.Exit(code=1)
 
@@ -151,12 +152,13 @@ def status(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
     wait: Annotated[bool, typer.Option("--wait", help="follow the run until it ends")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Where a run is: status, attempt, instance, time and cost so far, latest metrics."""
     client = _cloud(ctx).client()
-    print_state(client.status(run_id))
+    print_state(client.status(run_id), verbose)
     if wait:
-        _follow(client, run_id)
+        _follow(client, run_id, verbose)
 
 
 @app.command()
@@ -177,6 +179,11 @@ def logs(
                     console.print(f"[dim]── attempt {line.attempt} ──[/]")
                 shown_attempt = line.attempt
             console.print(line.message, markup=False, highlight=False, soft_wrap=True)
+    except RunNeverStarted as error:
+        # Its only "log" is the failed step's stack trace; the one-line error follows it.
+        if error.trace:
+            error_console.print(error.trace, markup=False, style="dim", soft_wrap=True)
+        raise
     except KeyboardInterrupt:
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
 
@@ -218,6 +225,7 @@ def sweep_command(
         bool,
         typer.Option("--wait", help="follow the sweep until it ends (Ctrl-C stops following)"),
     ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Start a sweep: one run of SCRIPT per grid point (or random draw), a few at a time.
 
@@ -241,10 +249,10 @@ def sweep_command(
             soft_wrap=True,
         )
         return
-    _follow_sweep(client, submission.sweep_id)
+    _follow_sweep(client, submission.sweep_id, verbose)
 
 
-def _follow_sweep(client: Client, sweep_id: str) -> None:
+def _follow_sweep(client: Client, sweep_id: str, verbose: bool) -> None:
     with (
         _ctrl_c_stops_following(
             f"sweep {sweep_id} goes on. `runctl sweeps show {sweep_id}` or "
@@ -253,7 +261,7 @@ def _follow_sweep(client: Client, sweep_id: str) -> None:
         SweepDisplay(sweep_id) as display,
     ):
         outcome = client.follow_sweep(sweep_id, on_progress=display.update)
-    print_sweep_outcome(outcome)
+    print_sweep_outcome(outcome, verbose)
     if outcome.execution_status != "SUCCEEDED":
         raise typer.Exit(code=1)
 
@@ -277,14 +285,15 @@ def show_sweep(
     ctx: typer.Context,
     sweep_id: Annotated[str, typer.Argument(metavar="SWEEP")],
     wait: Annotated[bool, typer.Option("--wait", help="follow the sweep until it ends")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """A sweep's summary: every run, its values, status, objective, cost; the best starred."""
     client = _cloud(ctx).client()
     outcome = client.sweep(sweep_id)
     if wait and outcome.running:
-        _follow_sweep(client, sweep_id)
+        _follow_sweep(client, sweep_id, verbose)
         return
-    print_sweep_outcome(outcome)
+    print_sweep_outcome(outcome, verbose)
 
 
 @sweeps_app.command("cancel")

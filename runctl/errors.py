@@ -61,6 +61,15 @@ class RunNotFound(RunctlError):
     """No run with that id in the runs table or the local history."""
 
 
+class RunNeverStarted(RunctlError):
+    """The run's execution ended before the run was recorded (ValidateRun refused it, say):
+    there are no logs; `trace` is the failed step's stack trace, when its cause had one."""
+
+    def __init__(self, message: str, trace: str | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
 class SweepNotFound(RunctlError):
     """No sweep with that id in the stack (or the local history)."""
 

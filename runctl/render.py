@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -13,6 +14,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from lambdas.logic.failure_text import FAILURE_LINE_WIDTH, failure_line, failure_trace
 from lambdas.models.run_record import Attempt, MetricSummary, RunRecord
 from runctl.client.client import RunState
 from runctl.client.costs import PRICE_SOURCE_LABELS, cost_label, cost_of, format_usd
@@ -26,6 +28,7 @@ from runctl.client.formatting import (
 )
 from runctl.client.metrics import STEP_KEY
 from runctl.client.reading import Comparison, RunDetails
+from runctl.fitted_table import FitColumn, FittedTable
 
 console = Console(highlight=False)
 _STATUS_STYLE = {
@@ -123,13 +126,32 @@ class FollowDisplay(LiveLine):
         return self._spinner
 
 
-def print_outcome(outcome: RunOutcome) -> None:
-    """The end of a followed run: status, why, how long and what it cost, where things are."""
+def print_failure(
+    error: str | None, cause: str | None, verbose: bool = False, lead: str = ""
+) -> None:
+    """A failed execution's cause: 'errorType: errorMessage' on one line (cut when very long);
+    with `verbose`, the whole message and then the stack trace its cause carried."""
+    line = failure_line(error, cause, width=None if verbose else FAILURE_LINE_WIDTH)
+    # soft_wrap: one line however narrow the terminal (it wraps it, rich does not cut it).
+    console.print(f"  {lead}{line}", markup=False, soft_wrap=True)
+    if verbose:
+        _print_trace(cause)
+
+
+def _print_trace(cause: str | None) -> None:
+    trace = failure_trace(cause)
+    if trace:
+        console.print(textwrap.indent(trace, "    "), markup=False, style="dim", soft_wrap=True)
+
+
+def print_outcome(outcome: RunOutcome, verbose: bool = False) -> None:
+    """The end of a followed run: status, why, how long and what it cost, where things are.
+    `verbose` adds a failed step's whole message and stack trace."""
     record = outcome.record
     console.print(f"\n{styled_status(outcome.status)} run {outcome.run_id}")
     if record is None:
         if outcome.error or outcome.cause:
-            console.print(f"  {outcome.error}: {outcome.cause}", markup=False)
+            print_failure(outcome.error, outcome.cause, verbose)
         return
     console.print(f"  {escape(finish_line(record))}")
     if record.final_metrics:
@@ -138,6 +160,11 @@ def print_outcome(outcome: RunOutcome) -> None:
         console.print(f"  outputs: {record.outputs_uri}", markup=False)
     if record.error and outcome.status != "SUCCEEDED":
         console.print(f"  error: {record.error}", markup=False)
+        if verbose:
+            _print_trace(outcome.cause)
+    elif outcome.execution_status != "SUCCEEDED" and (outcome.error or outcome.cause):
+        # The execution failed without finishing the record (a step's uncaught error).
+        print_failure(outcome.error, outcome.cause, verbose, lead="error: ")
     if record.stderr_tail and outcome.status != "SUCCEEDED":
         console.print("  stderr (tail):", markup=False)
         console.print(record.stderr_tail.rstrip(), markup=False, style="red")
@@ -145,13 +172,16 @@ def print_outcome(outcome: RunOutcome) -> None:
         console.print(f"  local copy of outputs: {outcome.outputs_dir}", markup=False)
 
 
-def print_state(state: RunState) -> None:
-    """`runctl status`: where the run is now, in a few lines."""
+def print_state(state: RunState, verbose: bool = False) -> None:
+    """`runctl status`: where the run is now, in a few lines. `verbose` adds a failed step's
+    whole message and stack trace."""
     record = state.record
     console.print(f"{state.run_id} {styled_status(state.status)}")
     if record is None:
         if state.execution_status == "RUNNING":
             console.print("  submitted; waiting for the state machine to record it")
+        elif state.error or state.cause:
+            print_failure(state.error, state.cause, verbose, lead="it never started: ")
         else:
             console.print(f"  it never started: {state.execution_failure}", markup=False)
         return
@@ -181,28 +211,47 @@ def _short_time(stamp: str | None) -> str:
     return parse_time(stamp).astimezone().strftime("%m-%d %H:%M") if stamp else "-"
 
 
-def runs_table(records: Sequence[RunRecord]) -> Table:
-    table = Table(title=None, box=None, header_style="bold", pad_edge=False)
-    # Ids, statuses and times are never cut: the metrics column gives way first.
-    table.add_column("RUN", no_wrap=True, min_width=max(len(r.run_id) for r in records))
-    table.add_column("EXPERIMENT", overflow="fold")
-    table.add_column("STATUS", no_wrap=True, min_width=len("CHECKPOINTING"))
-    table.add_column("STARTED", no_wrap=True, min_width=len("11-23 12:27"))
-    table.add_column("DURATION", no_wrap=True)
-    table.add_column("COST", no_wrap=True)
-    table.add_column("METRICS", overflow="fold")
-    for record in records:
-        cost = cost_of(record)
-        table.add_row(
-            record.run_id,
-            escape(record.experiment or "-"),
-            styled_status(record.status.value),
-            _short_time(record.created_at),
-            format_duration(run_seconds(record)),
-            escape(cost_label(cost, short=True)) if cost is not None else "-",
-            escape(_metrics_text(_summary_values(record), limit=_SHOWN_METRICS)),
-        )
-    return table
+# The narrowest the runs list cuts its experiment names and metrics to (with an ellipsis).
+_EXPERIMENT_MIN_WIDTH = 10
+_METRICS_MIN_WIDTH = 14
+
+
+def runs_table(records: Sequence[RunRecord]) -> FittedTable:
+    """One line per run at any width: ids, statuses and times whole; experiment names and metrics
+    cut when the terminal is narrow, and then columns dropped: metrics, experiment, cost,
+    duration, in that order."""
+    costs = [cost_of(record) for record in records]
+    columns = [
+        FitColumn("RUN", [record.run_id for record in records]),
+        FitColumn(
+            "EXPERIMENT",
+            [escape(record.experiment or "-") for record in records],
+            drop_rank=2,
+            min_width=_EXPERIMENT_MIN_WIDTH,
+        ),
+        FitColumn("STATUS", [styled_status(record.status.value) for record in records]),
+        FitColumn("STARTED", [_short_time(record.created_at) for record in records]),
+        FitColumn(
+            "DURATION",
+            [format_duration(run_seconds(record)) for record in records],
+            drop_rank=4,
+        ),
+        FitColumn(
+            "COST",
+            [escape(cost_label(cost, short=True)) if cost is not None else "-" for cost in costs],
+            drop_rank=3,
+        ),
+        FitColumn(
+            "METRICS",
+            [
+                escape(_metrics_text(_summary_values(record), limit=_SHOWN_METRICS))
+                for record in records
+            ],
+            drop_rank=1,
+            min_width=_METRICS_MIN_WIDTH,
+        ),
+    ]
+    return FittedTable(columns, box=None, header_style="bold", pad_edge=False)
 
 
 def _key_values(values: dict[str, Any]) -> str:

@@ -7,13 +7,13 @@ from typing import Any
 
 from rich.markup import escape
 from rich.spinner import Spinner
-from rich.table import Table
 
 from lambdas.models.run_record import FINAL_STATUSES
 from lambdas.models.sweep_summary import SweepRunStatus, SweepSummary
 from runctl.client.costs import format_usd
 from runctl.client.formatting import format_duration, format_value
-from runctl.render import LiveLine, console, styled_status
+from runctl.fitted_table import FitColumn, FittedTable
+from runctl.render import LiveLine, console, print_failure, styled_status
 from runctl.sweeps import SweepOutcome, SweepProgress
 
 _STATUS_STYLE = {
@@ -25,6 +25,9 @@ _STATUS_STYLE = {
 }
 _VERDICT_STYLE = {"succeeded": "bold green", "failed": "bold red", "cancelled": "bold yellow"}
 _ERROR_WIDTH = 60
+# The narrowest a swept value or an error is cut to (with an ellipsis) before it is dropped.
+_SWEPT_MIN_WIDTH = 6
+_ERROR_MIN_WIDTH = 16
 
 
 class SweepDisplay(LiveLine):
@@ -48,8 +51,9 @@ class SweepDisplay(LiveLine):
         return self._spinner
 
 
-def print_sweep_outcome(outcome: SweepOutcome) -> None:
-    """A running sweep's status; an ended one's summary table, or why it has none."""
+def print_sweep_outcome(outcome: SweepOutcome, verbose: bool = False) -> None:
+    """A running sweep's status; an ended one's summary table, or why it has none (`verbose`:
+    with a failed step's whole message and stack trace)."""
     if outcome.running:
         console.print(f"sweep {outcome.sweep_id}: {styled_status('RUNNING')}")
         return
@@ -58,81 +62,122 @@ def print_sweep_outcome(outcome: SweepOutcome) -> None:
         return
     # Failed before any run (an invalid sweep) or stopped by hand before its summary.
     console.print(f"sweep {outcome.sweep_id}: {styled_status(outcome.execution_status)}")
-    why = ": ".join(part for part in (outcome.error, outcome.cause) if part)
-    if why:
-        console.print(f"  {why}", markup=False, soft_wrap=True)
+    if outcome.error or outcome.cause:
+        print_failure(outcome.error, outcome.cause, verbose)
 
 
-def sweeps_table(executions: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title="sweeps", title_justify="left")
-    table.add_column("sweep")
-    table.add_column("status")
-    table.add_column("started")
-    table.add_column("ended")
-    for execution in executions:
-        table.add_row(
-            escape(execution["name"]),
-            styled_status(execution["status"]),
-            _stamp(execution.get("startDate")),
-            _stamp(execution.get("stopDate")),
-        )
-    return table
+def sweeps_table(executions: Sequence[dict[str, Any]]) -> FittedTable:
+    """The cloud's sweeps, one line each at any width (ended, then started, give way)."""
+    columns = [
+        FitColumn("sweep", [escape(execution["name"]) for execution in executions]),
+        FitColumn("status", [styled_status(execution["status"]) for execution in executions]),
+        FitColumn(
+            "started", [_stamp(execution.get("startDate")) for execution in executions], drop_rank=2
+        ),
+        FitColumn(
+            "ended", [_stamp(execution.get("stopDate")) for execution in executions], drop_rank=1
+        ),
+    ]
+    return FittedTable(columns, title="sweeps", title_justify="left")
 
 
 def _stamp(value: Any) -> str:
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
 
 
-def sweep_summaries_table(summaries: Sequence[SweepSummary]) -> Table:
-    """Local sweeps (from their summaries): how each ended and its best run."""
-    table = Table(title="sweeps", title_justify="left")
-    for column in ("sweep", "verdict", "runs", "best", "ended"):
-        table.add_column(column)
-    for summary in summaries:
-        counts = summary.counts
-        table.add_row(
-            escape(summary.sweep_id),
-            summary.verdict.value,
-            f"{counts.succeeded} of {counts.total} succeeded",
-            escape(summary.best.run_id) if summary.best else "-",
-            summary.written_at[:16].replace("T", " "),
-        )
-    return table
+def sweep_summaries_table(summaries: Sequence[SweepSummary]) -> FittedTable:
+    """Local sweeps (from their summaries): how each ended and its best run, one line each at
+    any width (the end time, then the best run, then the counts give way)."""
+    columns = [
+        FitColumn("sweep", [escape(summary.sweep_id) for summary in summaries]),
+        FitColumn("verdict", [summary.verdict.value for summary in summaries]),
+        FitColumn(
+            "runs",
+            [
+                f"{summary.counts.succeeded} of {summary.counts.total} succeeded"
+                for summary in summaries
+            ],
+            drop_rank=3,
+        ),
+        FitColumn(
+            "best",
+            [escape(summary.best.run_id) if summary.best else "-" for summary in summaries],
+            drop_rank=2,
+        ),
+        FitColumn(
+            "ended",
+            [summary.written_at[:16].replace("T", " ") for summary in summaries],
+            drop_rank=1,
+        ),
+    ]
+    return FittedTable(columns, title="sweeps", title_justify="left")
 
 
-def sweep_summary_table(summary: SweepSummary) -> Table:
+def sweep_summary_table(summary: SweepSummary) -> FittedTable:
     """Every run (its swept values, status, objective value, cost, time, why it failed), the best
-    one starred; the title says how the sweep ended."""
+    one starred; the title says how the sweep ended. One line per run at any width: the error,
+    the time, the cost, the swept values (the last first) and the objective give way, in that
+    order; run ids and statuses are always whole."""
     verdict = summary.verdict.value
-    table = Table(
+    names = list(dict.fromkeys(name for run in summary.runs for name in run.swept))
+    best_id = summary.best.run_id if summary.best else None
+    runs = sorted(summary.runs, key=lambda item: item.index)
+    objective_rank = len(names) + 4
+    columns = [
+        FitColumn("run", [f"{run.run_id}{' *' if run.run_id == best_id else ''}" for run in runs])
+    ]
+    columns += [
+        FitColumn(
+            escape(name),
+            [_value(run.swept.get(name)) for run in runs],
+            drop_rank=objective_rank - 1 - position,
+            min_width=_SWEPT_MIN_WIDTH,
+            justify="right",
+        )
+        for position, name in enumerate(names)
+    ]
+    columns.append(
+        FitColumn("status", [f"[{_STATUS_STYLE[run.status]}]{run.status.value}[/]" for run in runs])
+    )
+    if summary.objective:
+        columns.append(
+            FitColumn(
+                escape(summary.objective),
+                [_value(run.objective_value) for run in runs],
+                drop_rank=objective_rank,
+                justify="right",
+            )
+        )
+    columns += [
+        FitColumn(
+            "cost",
+            [format_usd(run.cost_usd) if run.cost_usd is not None else "-" for run in runs],
+            drop_rank=3,
+            justify="right",
+        ),
+        FitColumn(
+            "time",
+            [format_duration(run.duration_seconds) for run in runs],
+            drop_rank=2,
+            justify="right",
+        ),
+        FitColumn(
+            "error",
+            [escape(run.error or "") for run in runs],
+            drop_rank=1,
+            min_width=_ERROR_MIN_WIDTH,
+            max_width=_ERROR_WIDTH,
+        ),
+    ]
+    return FittedTable(
+        columns,
+        row_styles=["bold" if run.run_id == best_id else None for run in runs],
         title=f"sweep {summary.sweep_id}: [{_VERDICT_STYLE[verdict]}]{verdict.upper()}[/] - "
         f"{escape(summary.message)}",
         title_justify="left",
         caption=_caption(summary),
         caption_justify="left",
     )
-    names = list(dict.fromkeys(name for run in summary.runs for name in run.swept))
-    table.add_column("run")
-    for name in names:
-        table.add_column(escape(name), justify="right")
-    table.add_column("status")
-    if summary.objective:
-        table.add_column(escape(summary.objective), justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("error", max_width=_ERROR_WIDTH, overflow="ellipsis", no_wrap=True)
-    best_id = summary.best.run_id if summary.best else None
-    for run in sorted(summary.runs, key=lambda item: item.index):
-        marker = " *" if run.run_id == best_id else ""
-        cells = [f"{run.run_id}{marker}"]
-        cells += [_value(run.swept.get(name)) for name in names]
-        cells.append(f"[{_STATUS_STYLE[run.status]}]{run.status.value}[/]")
-        if summary.objective:
-            cells.append(_value(run.objective_value))
-        cost = format_usd(run.cost_usd) if run.cost_usd is not None else "-"
-        cells += [cost, format_duration(run.duration_seconds), escape(run.error or "")]
-        table.add_row(*cells, style="bold" if run.run_id == best_id else None)
-    return table
 
 
 def _caption(summary: SweepSummary) -> str:

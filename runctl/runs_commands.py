@@ -19,6 +19,14 @@ from runctl.render import (
     shared_hyperparameters_line,
 )
 
+# `--verbose` of the commands that show a failed execution's cause (cloud and local alike).
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="on failure, the whole error message and the step's stack trace"
+    ),
+]
+
 
 class RunsSource(Protocol):
     """What the runs commands read from: the SDK Client, or local history's RunReader."""

@@ -11,6 +11,7 @@ from typing import Any
 from lambdas.constants import ERROR_SWEEP_CANCELLED, ERROR_SWEEP_FAILED
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.sweep_files import SweepFiles
+from lambdas.logic.failure_text import failure_line, read_failure
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.sweep_spec import SweepPlan, SweepRun
 from lambdas.models.sweep_summary import (
@@ -186,11 +187,11 @@ def judge(
     if stop is not None and stop.reason == "cancelled":
         return SweepVerdict.CANCELLED, ERROR_SWEEP_CANCELLED, f"cancelled: {tally}"
     if map_error is not None:
-        cause = (map_error.Cause or "")[:_ERROR_CHARACTERS]
+        why = failure_line(map_error.Error, map_error.Cause, width=_ERROR_CHARACTERS)
         return (
             SweepVerdict.FAILED,
             ERROR_SWEEP_FAILED,
-            f"the sweep's Map state failed ({map_error.Error}: {cause}): {tally}",
+            f"the sweep's Map state failed ({why}): {tally}",
         )
     failed = [result for result in results if result.status is SweepRunStatus.FAILED]
     if len(failed) * 100 > plan.tolerated_failure_percentage * plan.total_runs:
@@ -233,8 +234,12 @@ def _record_error(record: RunRecord) -> str | None:
 
 
 def _execution_error(execution: dict[str, Any]) -> str:
-    error, cause = execution.get("error"), execution.get("cause")
-    return f"({error}): {cause}"[:_ERROR_CHARACTERS] if cause else f"({error})"
+    """'(RunSpecInvalid): data.0.s3_uri: ...': a Lambda's JSON cause read, its trace left out."""
+    failure = read_failure(execution.get("error"), execution.get("cause"))
+    name = failure.name or str(execution.get("status"))  # (TIMED_OUT): no error was given
+    if not failure.message:
+        return f"({name})"
+    return f"({name}): {failure.message}"[:_ERROR_CHARACTERS]
 
 
 def _metric(objective: str | None) -> str | None:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from lambdas.dal.runs_table import RunsTable
 from lambdas.integrations.sweep_files import SweepFiles
+from lambdas.logic.failure_text import failure_line, failure_trace
 from lambdas.logic.sweeps import sweep_points
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.run_spec import RunSpec
@@ -43,7 +44,7 @@ from runctl.client.plotting import PlotResult
 from runctl.client.reading import Comparison, RunDetails, RunReader
 from runctl.client.stack import DEFAULT_STACK_NAME, StackOutputs, describe_stack_outputs
 from runctl.client.store import AwsRunStore
-from runctl.errors import AwsRequestFailed, RunctlError, StackNotFound, StopUnavailable
+from runctl.errors import AwsRequestFailed, RunNeverStarted, StackNotFound, StopUnavailable
 from runctl.packaging import CodePackage, package_directory, upload_package
 from runctl.run_request import RunPlan, RunRequest, new_run_id, plan_run
 from runctl.source_info import source_info
@@ -101,9 +102,10 @@ class RunState:
 
     @property
     def execution_failure(self) -> str:
-        """'RunSpecInvalid: entry_point: ...', or the execution's status when it gave no error."""
-        if self.error:
-            return f"{self.error}: {self.cause}" if self.cause else self.error
+        """'RunSpecInvalid: entry_point: ...' (one line, no stack trace), or the execution's
+        status when it gave no error."""
+        if self.error or self.cause:
+            return failure_line(self.error, self.cause)
         return f"its execution is {self.execution_status}"
 
 
@@ -334,8 +336,10 @@ class Client:
                 state = self.status(run_id)
                 record = state.record
                 if record is None and state.execution_status != "RUNNING":
-                    raise RunctlError(
-                        f"run {run_id} never started, so it has no logs ({state.execution_failure})"
+                    why = state.execution_failure
+                    raise RunNeverStarted(
+                        f"run {run_id} never started, so it has no logs ({why})",
+                        trace=failure_trace(state.cause),
                     )
                 if record is not None:  # (None: submitted, not yet recorded)
                     for number in range(attempt, record.attempt + 1):

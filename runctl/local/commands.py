@@ -26,7 +26,7 @@ from runctl.render_sweeps import (
     sweep_summary_table,
 )
 from runctl.run_request import RunPlan, RunRequest, plan_run
-from runctl.runs_commands import make_runs_app
+from runctl.runs_commands import Verbose, make_runs_app
 from runctl.source_info import source_info
 from runctl.sweeps import SweepOptions, SweepOutcome, prepare_sweep
 
@@ -82,6 +82,7 @@ def run(
         list[float] | None,
         typer.Option(help="lose the instance without warning N s after the start (repeatable)"),
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run SCRIPT through the TrainRun state machine on this machine and wait for it.
 
@@ -113,7 +114,7 @@ def run(
             outcome = session.wait(run_id, on_event=display.handle)
         if outcome.record is not None:
             _keep(session, work_dir, [outcome.record])
-    print_outcome(outcome)
+    print_outcome(outcome, verbose)
     if outcome.status != "SUCCEEDED":
         raise typer.Exit(code=1)
 
@@ -121,7 +122,9 @@ def run(
 @local_app.command("sweep")
 @run_options
 @sweep_options
-def sweep(ctx: typer.Context, request: RunRequest, sweep: SweepOptions) -> None:
+def sweep(
+    ctx: typer.Context, request: RunRequest, sweep: SweepOptions, verbose: Verbose = False
+) -> None:
     """Run a sweep of SCRIPT through the Sweep state machine on this machine and wait for it.
 
     Takes the same flags as `runctl sweep`. Ctrl-C cancels the sweep: its runs stop gracefully
@@ -149,7 +152,7 @@ def sweep(ctx: typer.Context, request: RunRequest, sweep: SweepOptions) -> None:
             records = [session.table.get(run.run_id) for run in outcome.summary.runs]
             _keep(session, work_dir, [record for record in records if record is not None])
             LocalHistory(work_dir).save_sweep(outcome.summary)
-    print_sweep_outcome(outcome)
+    print_sweep_outcome(outcome, verbose)
     if interrupted:
         raise typer.Exit(code=EXIT_INTERRUPTED)
     if outcome.execution_status != "SUCCEEDED":

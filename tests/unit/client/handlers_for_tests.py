@@ -1,8 +1,10 @@
 """Tiny handlers the Lambda bridge tests import by name."""
 
+from types import SimpleNamespace
 from typing import Any
 
 from lambdas.errors import RunSpecInvalid
+from runctl.local.lambda_bridge import invoke_in_process
 
 
 def raises_runspec_invalid(event: Any, context: Any) -> Any:
@@ -11,3 +13,17 @@ def raises_runspec_invalid(event: Any, context: Any) -> Any:
 
 def echo(event: Any, context: Any) -> Any:
     return {"echo": event}
+
+
+def local_mode_cause() -> str:
+    """The cause moto gives a Lambda step that raised RunSpecInvalid('entry_point: bad') in
+    local mode: the error payload of the bridge that stands in for Lambda."""
+    function = SimpleNamespace(
+        handler=f"{__name__}.raises_runspec_invalid",
+        environment_vars={},
+        function_name="ValidateRun",
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:ValidateRun",
+    )
+    payload, errored = invoke_in_process(function, {})  # type: ignore[arg-type]
+    assert errored
+    return payload.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,6 +148,28 @@ def test_a_run_that_failed_validation_shows_the_executions_error():
     assert line.error == "(RunSpecInvalid): code.s3_uri: gone"
 
 
+def test_a_run_whose_validation_lambda_raised_shows_its_message_without_the_stack_trace():
+    # Given the execution's cause as moto and AWS give it for a Lambda's unhandled exception
+    cause = json.dumps(
+        {
+            "errorType": "RunSpecInvalid",
+            "errorMessage": "code.s3_uri: gone",
+            "stackTrace": ["Traceback (most recent call last):\n", '  File "validation.py"\n'],
+        }
+    )
+    execution = {"status": "FAILED", "error": "RunSpecInvalid", "cause": cause}
+
+    line = run_result(RUN, None, lambda run_id: execution, "loss")
+
+    assert line.error == "(RunSpecInvalid): code.s3_uri: gone"
+
+
+def test_a_run_whose_execution_timed_out_without_an_error_says_so():
+    line = run_result(RUN, None, lambda run_id: {"status": "TIMED_OUT"}, "loss")
+
+    assert line.error == "(TIMED_OUT)"
+
+
 # ------------------------------------------------------------------------- objective values
 
 
@@ -284,6 +307,24 @@ def test_a_failed_map_state_fails_the_sweep_with_its_error():
     assert summary.verdict is SweepVerdict.FAILED
     assert "Map state failed (Lambda.Unknown: PrepareSweepRun timed out)" in summary.message
     assert summary.counts.running == 1
+
+
+def test_a_map_state_failed_by_a_lambda_error_names_it_without_the_stack_trace():
+    results = [result(0, SweepRunStatus.SUCCEEDED, 0.1)]
+    cause = json.dumps(
+        {
+            "errorMessage": "no sweep 'sw'",
+            "errorType": "SweepNotFound",
+            "requestId": "7c1f3a52",
+            "stackTrace": ['  File "/var/task/lambdas/handlers/prepare_sweep_run.py"\n'],
+        }
+    )
+    caught = CaughtError(Error="SweepNotFound", Cause=cause)
+
+    summary = build_summary(plan(1, tolerated=100), results, None, caught, NOW)
+
+    assert "Map state failed (SweepNotFound: no sweep 'sw')" in summary.message
+    assert "stackTrace" not in summary.message
 
 
 def test_the_total_cost_sums_the_priced_runs():
