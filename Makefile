@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast lint synth bench schema clean
+.PHONY: demo test test-fast lint synth deploy destroy bench schema clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 ## Run examples/train_tiny.py through the real state machine, locally (emulated AWS).
 demo: $(STAMP)
-	$(VENV)/bin/runctl local run examples/train_tiny.py --hp lr=0.05 --hp steps=200 --experiment demo --interrupt-after 8
+	$(VENV)/bin/runctl local run examples/train_tiny.py --hp lr=0.05 --hp steps=200 --experiment demo --interrupt-after 15
 
 ## Every test: unit, integration (moto), infra (CDK synth, cdk-nag, cfn-lint), e2e in local mode.
 test: $(STAMP)
@@ -37,8 +37,23 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+## Offline: the CloudFormation template and assets in cdk.out/ (cdk.json runs app.py with .venv).
 synth: $(STAMP) $(NODE_STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet
+	npx cdk synth --quiet
+
+# Options for the CDK CLI, e.g. CDK_ARGS='-c runctl:region=eu-west-1 --profile lab'.
+CDK_ARGS ?=
+# cdk deploy --require-approval: never, any-change, broadening (asks before IAM or security-group
+# changes that widen access), destructive.
+REQUIRE_APPROVAL ?= broadening
+
+## Deploy the stack with your AWS credentials: bootstraps the account/region for CDK if needed.
+deploy: $(STAMP) $(NODE_STAMP)
+	$(PY) -m stacks.deploy deploy --require-approval $(REQUIRE_APPROVAL) -- $(CDK_ARGS)
+
+## Delete the stack (asks first; FORCE=1 does not); says what it keeps: the buckets and runs table.
+destroy: $(STAMP) $(NODE_STAMP)
+	$(PY) -m stacks.deploy destroy $(if $(FORCE),--force) -- $(CDK_ARGS)
 
 ## Measured figures (interruption latency, state transitions), printed and written to bench/results.json.
 bench: $(STAMP)

@@ -72,10 +72,15 @@ class ScriptRunner:
         self.tmp_path = tmp_path
         self.events: list[RunEvent] = []
 
-    def spec(self, source: str, **fields: Any) -> dict[str, Any]:
+    def spec(
+        self, source: str, files: dict[str, str] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """`files`: more of the project's files (requirements.txt, ...) by name."""
         project = self.tmp_path / "project"
         project.mkdir(exist_ok=True)
         (project / "train.py").write_text(textwrap.dedent(source))
+        for name, text in (files or {}).items():
+            (project / name).write_text(text)
         package = package_directory(project)
         code_uri, _ = self.session.upload_code(package)
         return {
