@@ -20,6 +20,8 @@ from runctl.client.client import RunState
 from runctl.client.costs import PRICE_SOURCE_LABELS, cost_label, cost_of, format_usd
 from runctl.client.follow import RunEvent, RunOutcome, describe_attempt
 from runctl.client.formatting import (
+    describe_environment,
+    describe_gpu,
     finish_line,
     format_duration,
     format_value,
@@ -190,6 +192,13 @@ def print_state(state: RunState, verbose: bool = False) -> None:
     attempt = record.attempts.get(str(record.attempt))
     if attempt is not None:
         console.print(f"  {escape(describe_attempt(attempt))}")
+    setup = record.setup.get(str(record.attempt))
+    if setup:
+        console.print(
+            f"  environment: {describe_environment(setup.get('environment'))}", markup=False
+        )
+        if setup.get("gpu"):
+            console.print(f"  gpu: {describe_gpu(setup['gpu'])}", markup=False)
     console.print(f"  {escape(finish_line(record))}")
     metrics = record.final_metrics or record.latest_metrics
     if metrics:
@@ -300,10 +309,12 @@ def _git_text(source: dict[str, Any] | None) -> str:
 
 def _attempts_table(details: RunDetails) -> Table:
     table = Table(title="attempts", title_justify="left", box=None, header_style="bold")
-    for column in ("#", "INSTANCE", "MARKET", "ZONE", "STARTED", "RAN", "ENDED BECAUSE", "COST"):
+    columns = ("#", "INSTANCE", "MARKET", "ZONE", "STARTED", "ENVIRONMENT", "RAN", "ENDED BECAUSE")
+    for column in (*columns, "COST"):
         table.add_column(column)
     costs = {item.number: item for item in (details.cost.attempts if details.cost else [])}
     attempts: list[Attempt] = sorted(details.record.attempts.values(), key=lambda a: a.number)
+    setup = details.record.setup
     for attempt in attempts:
         cost = costs.get(attempt.number)
         cost_text = "-"
@@ -319,6 +330,7 @@ def _attempts_table(details: RunDetails) -> Table:
             attempt.market or "-",
             attempt.availability_zone or "-",
             _short_time(attempt.started_at),
+            escape(describe_environment(setup.get(str(attempt.number), {}).get("environment"))),
             format_duration(cost.seconds) if cost is not None else "-",
             reason,
             escape(cost_text),

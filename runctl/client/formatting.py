@@ -71,3 +71,30 @@ def finish_line(record: RunRecord) -> str:
         else ""
     )
     return f"{verb} {joiner} {duration}{cost_text}{reason}"
+
+
+def describe_environment(phase: dict[str, Any] | None) -> str:
+    """An attempt's environment phase: 'restored in 1.2 s (pip)', 'installed in 38 s (uv)'."""
+    if not phase:
+        return "-"
+    action = str(phase.get("action") or "?")
+    if action == "none":
+        return "image's Python (no requirements.txt)"
+    installer = f" ({phase['installer']})" if phase.get("installer") else ""
+    return f"{action} in {_seconds(phase.get('seconds'))}{installer}"
+
+
+def describe_gpu(phase: dict[str, Any] | None) -> str:
+    """'1x NVIDIA A10G, driver 570.86.15, CUDA 12.8' (several kinds: '4x A, 4x B')."""
+    if not phase:
+        return "-"
+    names: list[str] = [str(name) for name in phase.get("gpus") or []]
+    kinds = ", ".join(f"{names.count(name)}x {name}" for name in dict.fromkeys(names)) or "none"
+    cuda = f", CUDA {phase['cuda_version']}" if phase.get("cuda_version") else ""
+    return f"{kinds}, driver {phase.get('driver_version') or '?'}{cuda}"
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    return f"{value:.1f} s" if value < 60 else format_duration(value)
