@@ -4,6 +4,8 @@
   newest checkpoint and latest.json are in S3 by then);
 - warning -> training resumed: from the warning to the next attempt's first training step
   (local instances boot at once, so this excludes EC2's boot time);
+- the script's environment: installed cold versus restored from the S3 cache
+  (bench/environments.py);
 - state transitions per run with 0, 1 and 5 interruptions, and what a week would cost on AWS,
   where a boot takes minutes and is polled (local instances boot at once): the polls a typical
   boot costs with the deployed settings are added to each attempt.
@@ -18,6 +20,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from bench.environments import environment_figures
 from lambdas.constants import handoff_key, log_stream_name
 from lambdas.functions import TRAIN_RUN_SETTINGS
 from lambdas.logic.polling import next_poll_seconds
@@ -180,6 +183,7 @@ def main() -> None:
             "limit": 25_000,
         },
     }
+    results["environment_install_vs_restore"] = environment_figures()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'figure':<48} value")
     print(
@@ -209,6 +213,13 @@ def main() -> None:
     cap = aws["at_the_interruption_budget_cap"]
     label = f"AWS: at the budget cap ({cap['max_interruptions']} interruptions)"
     print(f"{label:<48} {cap['history_events']:.0f} of 25,000 events")
+    for name, pair in results["environment_install_vs_restore"].items():
+        label = f"environment {name}: install / restore"
+        print(
+            f"{label:<48} {pair['install_seconds_median']:.2f} s / "
+            f"{pair['restore_seconds_median']:.2f} s "
+            f"(x{pair['install_to_restore_ratio']:.1f})"
+        )
     print(f"written to {RESULTS}")
 
 
