@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
-from aws_cdk import ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -28,20 +29,17 @@ from stacks.step_permissions import StepPermissions
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 TRAIN_RUN_ASL: Final = REPO_ROOT / "statemachines" / "train_run.asl.json"
 
-# The Lambda asset is the repo root filtered down to the `lambdas/` package, so handlers import
-# as `lambdas.handlers...` exactly as in tests. Glob rules, last match wins; "*" does not match
-# dot-files in glob mode, hence ".*".
-LAMBDA_ASSET_EXCLUDE: Final = [
-    "*",
-    ".*",
-    "!lambdas",
-    "!lambdas/**",
-    "__pycache__",
-    "*.pyc",
-    "ruff.toml",
-    ".ruff_cache",
-    ".mypy_cache",
-]
+# The Lambda code asset is a folder holding a copy of the `lambdas/` package and nothing else, so
+# handlers import as `lambdas.handlers...` exactly as in tests. It is staged afresh at every synth
+# (stage_lambda_source) instead of filtering the repo root with glob excludes: what goes in is the
+# short list below, not glob rules relative to the checkout, and CDK's staged copy is named by the
+# hash alone (CDK appends the source folder's "extension": staged from the root of a checkout
+# named runctl-0.1.0, it was asset.<hash>.0). CDK hashes a folder's relative paths and file
+# contents only, so the same lambdas/ gives the same asset hash, wherever the checkout is, and
+# the same hash as the old glob-filtered asset did.
+LAMBDA_PACKAGE: Final = REPO_ROOT / "lambdas"
+LAMBDA_SOURCE_FOLDER: Final = "lambda-source"  # under the cloud assembly's asset folder
+LAMBDA_ASSET_SKIPPED: Final = ("__pycache__", "*.pyc", "*.pyo", "ruff.toml", ".*")
 
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_12
 # Powertools for AWS Lambda (Python) v3, public layer. It is built with
@@ -86,9 +84,12 @@ class Orchestration(Construct):
             DEFAULT_INSTANCE_TYPES=",".join(default_instance_types),
             SUBNET_IDS=",".join(subnet_ids),
         )
-        self._code = lambda_.Code.from_asset(
-            str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDE, ignore_mode=IgnoreMode.GLOB
-        )
+        # Staged under the assembly's own folder (cdk.out, or the outdir a test gives), which
+        # outlives this process: `--no-staging` synths point the asset at the source folder.
+        stage = Stage.of(self)
+        if stage is None:
+            raise ValueError("Orchestration must be built inside a CDK App (or Stage)")
+        self._code = lambda_.Code.from_asset(str(stage_lambda_source(Path(stage.asset_outdir))))
         self._powertools = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "PowertoolsLayer",
@@ -265,6 +266,23 @@ def logged_state_machine(
         "actions that CDK adds for logging and tracing " + NO_RESOURCE_SCOPE,
     )
     return state_machine
+
+
+def stage_lambda_source(parent: Path) -> Path:
+    """`parent/lambda-source`, emptied, then holding a copy of the lambdas/ package without
+    caches, compiled files, dot-files and ruff.toml: the folder the code asset is made from."""
+    staging = parent / LAMBDA_SOURCE_FOLDER
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    # copyfile, not copy2: fresh mtimes, so CDK's fingerprint cache (inode, mtime, size) cannot
+    # mistake a new copy for an old one that reused the inode.
+    shutil.copytree(
+        LAMBDA_PACKAGE,
+        staging / LAMBDA_PACKAGE.name,
+        ignore=shutil.ignore_patterns(*LAMBDA_ASSET_SKIPPED),
+        copy_function=shutil.copyfile,
+    )
+    return staging
 
 
 def lambda_environment(**values: str) -> dict[str, str]:

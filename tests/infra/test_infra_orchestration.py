@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +114,121 @@ def test_lambda_code_asset_holds_only_the_lambdas_package(synthesized):
         synthesized.resource(function)["Properties"]["Code"]["S3Key"]
         for function in _all_functions(synthesized).values()
     } == {code["S3Key"]}
+
+
+def _staged_asset(outdir, s3_key):
+    """The folder CDK staged for a zip asset, as the assets manifest names it (what `cdk deploy`
+    zips), and the asset's hash."""
+    asset_hash = s3_key.removesuffix(".zip")
+    [manifest] = outdir.glob("*.assets.json")
+    source = json.loads(manifest.read_text())["files"][asset_hash]["source"]
+    assert source["packaging"] == "zip"
+    return outdir / source["path"], asset_hash
+
+
+def _file_contents(folder):
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+def _belongs_in_code_asset(name):
+    """A file of the lambdas/ package the Lambdas need: no caches, compiled or tool files."""
+    parts = name.split("/")
+    return not (
+        any(part.startswith(".") or part == "__pycache__" for part in parts)
+        or name.endswith((".pyc", ".pyo"))
+        or parts[-1] == "ruff.toml"
+    )
+
+
+# What app.py reads to synthesize; runs app.py as `cdk synth` does and says where it imported
+# the stack code from.
+APP_PARTS = ("app.py", "cdk.json", "stacks", "lambdas", "instance_agent", "statemachines")
+SYNTH_AND_SAY_WHERE = """
+import runpy, sys
+sys.argv = ["app.py"]
+runpy.run_path("app.py", run_name="__main__")
+print(sys.modules["stacks.orchestration"].__file__)
+"""
+
+
+@pytest.fixture(scope="module")
+def dotted_checkout(tmp_path_factory):
+    """The app synthesized from a copy of the project in a folder whose name has a dot, as an
+    unpacked release has (runctl-0.1.0), with the strays a working copy collects."""
+    project = tmp_path_factory.mktemp("release") / "runctl-0.1.0"
+    for part in APP_PARTS:
+        source = REPO_ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, project / part)
+        else:
+            project.mkdir(exist_ok=True)
+            shutil.copy(source, project / part)
+    strays = project / "lambdas" / "__pycache__", project / "lambdas" / ".ruff_cache"
+    for stray in strays:
+        stray.mkdir(exist_ok=True)
+        (stray / "stray.cpython-311.pyc").write_bytes(b"\x00")
+    (project / "lambdas" / "handlers" / "ruff.toml").write_text("line-length = 100\n")
+    (project / "notes.txt").write_text("not code\n")
+
+    outdir = project / "cdk.out"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"CDK_DEFAULT_ACCOUNT", "PYTHONPATH"}
+    }
+    env.update(CDK_OUTDIR=str(outdir), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    done = subprocess.run(
+        [sys.executable, "-c", SYNTH_AND_SAY_WHERE],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported_from = Path(done.stdout.strip().splitlines()[-1])
+    assert imported_from.is_relative_to(project), imported_from
+    return project, outdir
+
+
+def test_code_asset_from_a_checkout_with_a_dot_in_its_name(synthesized, dotted_checkout):
+    # Given the app synthesized from a folder named runctl-0.1.0
+    project, outdir = dotted_checkout
+    [template_file] = outdir.glob("*.template.json")
+    resources = json.loads(template_file.read_text())["Resources"]
+    keys = {
+        body["Properties"]["Code"]["S3Key"]
+        for body in resources.values()
+        if body["Type"] == "AWS::Lambda::Function"
+    }
+
+    # When we read the folder CDK staged for the functions' code (one asset for all)
+    [key] = keys
+    staged, asset_hash = _staged_asset(outdir, key)
+    files = _file_contents(staged)
+
+    # Then it holds exactly the lambdas/ package's source files, byte for byte: no stray cache,
+    # compiled file or ruff.toml, nothing from outside lambdas/
+    package = project / "lambdas"
+    expected = {
+        f"lambdas/{name}": content
+        for name, content in _file_contents(package).items()
+        if _belongs_in_code_asset(name)
+    }
+    assert "lambdas/handlers/validate_run.py" in files
+    assert files == expected
+    # And its staged folder is named by the hash alone, not after the checkout's "extension"
+    assert staged.name == f"asset.{asset_hash}"
+    # And the hash depends on the files only: the same files give the same hash as the
+    # repo's own synth, wherever the checkout is (different files, if lambdas/ was edited
+    # meanwhile, a different one)
+    code = _function(synthesized, "ValidateRun")["Properties"]["Code"]
+    repo_staged, repo_hash = _staged_asset(synthesized.outdir, code["S3Key"])
+    assert (repo_hash == asset_hash) == (_file_contents(repo_staged) == files)
 
 
 # --- least privilege ----------------------------------------------------------------------------
