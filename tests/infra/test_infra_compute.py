@@ -108,6 +108,7 @@ def test_instance_may_update_only_progress_attributes_of_runs(synthesized):
         "latest_metrics",
         "attempt",
         "interrupted_by",
+        "setup",  # setup.<attempt>: the environment and GPU phases
     }
 
 
