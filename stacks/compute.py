@@ -171,37 +171,32 @@ class Compute(Construct):
                 sid="ReadCodeAgentAndData", actions=["s3:GetObject"], resources=list(read_only)
             )
         )
-        runs_objects = bucket.arn_for_objects(f"{RUNS_PREFIX}*")
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadWriteRunFiles",
-                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[runs_objects],
+        # Read and write, never delete: run files, and the scripts' built Python environments
+        # (cached by the hash of their inputs).
+        read_write = {
+            "ReadWriteRunFiles": (
+                RUNS_PREFIX,
+                "runs/<run_id>/ keys are made per run and attempt (config, checkpoints, "
+                "outputs, logs); no delete",
+            ),
+            "ReadWriteEnvironmentCache": (
+                ENVS_PREFIX,
+                "envs/<hash>.tar.gz are named by the hash of a requirements file, image and "
+                "Python, known only on the instance; no delete",
+            ),
+        }
+        for sid, (prefix, reason) in read_write.items():
+            objects = bucket.arn_for_objects(f"{prefix}*")
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[objects],
+                )
             )
-        )
-        # The scripts' built Python environments, cached by the hash of their inputs.
-        env_objects = bucket.arn_for_objects(f"{ENVS_PREFIX}*")
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadWriteEnvironmentCache",
-                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[env_objects],
-            )
-        )
-        acknowledge_resource_wildcard(
-            role,
-            env_objects,
-            "envs/<hash>.tar.gz are named by the hash of a requirements file, image and Python, "
-            "known only on the instance; no delete",
-        )
+            acknowledge_resource_wildcard(role, objects, reason)
         for resource, reason in read_only.items():
             acknowledge_resource_wildcard(role, resource, reason)
-        acknowledge_resource_wildcard(
-            role,
-            runs_objects,
-            "runs/<run_id>/ keys are made per run and attempt (config, checkpoints, outputs, "
-            "logs); no delete",
-        )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ListRunAndDataBuckets",
