@@ -20,6 +20,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 
+from runctl.local import limits
+
 _ORIGINAL_NORMALISE_PARAMETERS = StateTaskServiceSfn._normalise_parameters
 
 
@@ -53,8 +55,10 @@ def normalise_response(
     task._from_boto_response(response, _operation(action).output_shape)
 
 
-# (class, attribute, replacement) for the Emulator to patch while it runs.
+# (class, attribute, replacement) for the Emulator to patch while it runs; the payload limits
+# (runctl/local/limits.py) ride along, so every local execution is held to them.
 PATCHES = (
     (StateTaskServiceSfn, "_normalise_parameters", normalise_parameters),
     (StateTaskServiceSfn, "_normalise_response", normalise_response),
+    *limits.PATCHES,
 )
