@@ -106,13 +106,16 @@ class InterruptionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Each resume costs ~90 history events on AWS (bench/results.json): 200 keeps a run well
-    # under Step Functions' 25,000-event limit.
+    # Worst case (bench/history.py): a boot that is ready only at both poll deadlines costs 29
+    # polls (13 to the 600 s instance deadline, 16 to the 900 s install deadline) x 9 = 261
+    # events, plus ~40 for the resume itself: ~301 per attempt. The run's own ~50 + 261, plus
+    # 70 x 301 = 21,381 events, under Step Functions' 25,000 with ~15% to spare (200 would be
+    # ~60,500). tests/unit/bench/test_history_budget.py holds this.
     max_interruptions: int = Field(
-        default=10, ge=0, le=200, description="preemptions (and lost instances) to resume from"
+        default=10, ge=0, le=70, description="preemptions (and lost instances) to resume from"
     )
     on_demand_after: int | None = Field(
-        default=None, ge=1, le=200, description="after this many preemptions, resume on-demand"
+        default=None, ge=1, le=70, description="after this many preemptions, resume on-demand"
     )
     rebalance: Literal["checkpoint", "migrate"] = Field(
         default="checkpoint",

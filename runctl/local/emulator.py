@@ -26,6 +26,8 @@ from lambdas.env import lambda_env
 from lambdas.integrations.aws_clients import aws_client
 from runctl.local import lambda_bridge
 from runctl.local.ec2_bridge import Ec2Bridge
+from runctl.local.iam.enforcer import Enforcer
+from runctl.local.iam.local import enforce_iam
 from runctl.local.instances import LocalFleet, instance_base_env
 from runctl.local.sfn_integration import PATCHES as SFN_INTEGRATION_PATCHES
 from runctl.local.ssm_bridge import SsmBridge
@@ -108,6 +110,11 @@ class Emulator:
             cached.cache_clear()
             stack.callback(cached.cache_clear)
         return self
+
+    def enforce_iam(self) -> Enforcer:
+        """From now on, the Lambdas and the instances are held to their roles' policies (call
+        after the local deploy; see runctl/local/iam/)."""
+        return enforce_iam(self._stack, REGION, self.fleet.base_env)
 
     def _put_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
         self._upload_started(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
