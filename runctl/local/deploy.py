@@ -50,6 +50,9 @@ class LocalSettings:
     spot_notice_seconds: float = 30.0
     # runctl:pipelines (issue #5): deployed with their marker rules (runctl/local/s3_events.py).
     pipelines: tuple[Pipeline, ...] = ()
+    # Hold each Lambda to its role and the agent to the instance role, with the synthesized
+    # template's policies (runctl/local/iam/): a call they do not allow fails with AccessDenied.
+    enforce_iam: bool = True
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from moto.awslambda.models import LambdaFunction
 
 from lambdas.env import lambda_env
+from runctl.local.iam.enforcer import acting_as
 
 _env_lock = threading.Lock()
 
@@ -52,7 +53,9 @@ def invoke_in_process(function: LambdaFunction, event: Any) -> tuple[bytes, bool
     _apply_function_env(dict(function.environment_vars or {}))
     context = LocalLambdaContext(function.function_name, function.function_arn)
     try:
-        result = _load_handler(str(function.handler))(event, context)
+        # Its AWS calls are signed as its own role (checked when IAM is enforced).
+        with acting_as(str(function.handler)):
+            result = _load_handler(str(function.handler))(event, context)
     except Exception as error:
         payload = {
             "errorType": type(error).__name__,

@@ -40,6 +40,7 @@ class LocalSession:
         self.emulator.__enter__()
         try:
             self.stack = deploy(self.settings)
+            self.iam = self.emulator.enforce_iam() if self.settings.enforce_iam else None
             session = boto3.session.Session(region_name=REGION)
             self.s3 = session.client("s3")
             self.sfn = session.client("stepfunctions")
