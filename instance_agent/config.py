@@ -52,7 +52,6 @@ class Spec:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     hyperparameters_as_args: bool = False
     environment: dict[str, str] = field(default_factory=dict)
-    interpreter: str = "python3"
     data: list[DataItem] = field(default_factory=list)
     interruptions: InterruptionSettings = field(default_factory=InterruptionSettings)
 
@@ -180,7 +179,6 @@ def _parse_spec(spec: dict[str, Any], code: dict[str, Any]) -> Spec:
         hyperparameters=dict(spec.get("hyperparameters") or {}),
         hyperparameters_as_args=bool(spec.get("hyperparameters_as_args", False)),
         environment=dict(environment),
-        interpreter=str(spec.get("interpreter") or "python3"),
         data=data,
         interruptions=_parse_interruptions(spec.get("interruptions")),
     )

@@ -85,7 +85,9 @@ UV = "uv"
 PIP = "pip"
 
 _POLL_SECONDS = 0.2  # how often should_stop() is asked while an installer runs
-_PROBE_TIMEOUT = 120.0
+# Asking a Python about itself takes well under a second; the bound keeps a set-up that may be
+# interrupted (two minutes' notice) from hanging on a broken interpreter.
+_PROBE_TIMEOUT = 20.0
 _MESSAGE_LIMIT = 500
 # gzip level 1: an environment of several GB is archived in a fraction of the time level 9
 # takes, and compiled extensions shrink little more at higher levels.
@@ -168,18 +170,20 @@ def prepare_environment(
     envs_root: Path,
     scratch: Path,
     log_path: Path,
-    uv: str | None,
+    uv: str | Callable[[], str | None] | None,
     should_stop: Callable[[], bool] = _never,
 ) -> PreparedEnvironment:
-    """The interpreter the script runs with, its environment ready. `uv` is the uv executable
-    (None: looked up on PATH); the installers' output is appended to log_path. EnvironmentFailed
-    when it cannot be built, EnvironmentInterrupted when should_stop() turned True."""
+    """The interpreter the script runs with, its environment ready. `uv` is the uv executable,
+    or a function that finds (or fetches) it, asked only when an environment is built with uv
+    (None: looked up on PATH); the installers' output is appended to log_path.
+    EnvironmentFailed when it cannot be built, EnvironmentInterrupted when should_stop() turned
+    True."""
     interpreter = _resolve_interpreter(image.interpreter)
     requirements = code_dir / DEPENDENCY_FILE
     if not requirements.is_file():
         return PreparedEnvironment(interpreter, NONE, 0.0, None, None)
-    uv_path = uv or shutil.which(UV)
-    installer = UV if uv_path and not image.layered else PIP
+    # The key names the installer the image calls for, so a restore never needs uv itself.
+    installer = PIP if image.layered else UV
     facts = _probe_image(interpreter)
     dependencies = read_dependencies(code_dir)
     key = cache_key(dependencies.key_input, image, facts.version, installer)
@@ -194,15 +198,25 @@ def prepare_environment(
         logger.info("script environment %s restored from S3 in %.1f s", key, seconds)
         return PreparedEnvironment(python, RESTORED, seconds, installer, key)
     _check_stop(should_stop, "before the environment was built")
-    command = uv_path if installer == UV and uv_path else interpreter
-    _build(installer, command, interpreter, facts, code_dir, env_dir, key, log_path, should_stop)
+    uv_path = _uv_executable(uv) if installer == UV else None
+    if installer == UV and uv_path is None:
+        logger.warning("no uv here: building the environment with pip instead")
+    built_with = UV if uv_path else PIP
+    command = uv_path or interpreter
+    _build(built_with, command, interpreter, facts, code_dir, env_dir, key, log_path, should_stop)
     seconds = time.monotonic() - started
-    logger.info("script environment %s installed with %s in %.1f s", key, installer, seconds)
+    logger.info("script environment %s installed with %s in %.1f s", key, built_with, seconds)
     if dependencies.cacheable:
         _upload(s3, bucket, key, env_dir, scratch, should_stop)
     else:
         logger.info("requirements install local code in editable mode: environment not cached")
-    return PreparedEnvironment(python, INSTALLED, seconds, installer, key)
+    return PreparedEnvironment(python, INSTALLED, seconds, built_with, key)
+
+
+def _uv_executable(uv: str | Callable[[], str | None] | None) -> str | None:
+    if callable(uv):
+        return uv()
+    return uv or shutil.which(UV)
 
 
 def cache_key(dependencies: bytes, image: ImagePython, python_version: str, installer: str) -> str:
@@ -550,6 +564,9 @@ def _build(
             quiet = ["--disable-pip-version-check", "--no-input"]
             run(PIP, [python, "-m", "pip", "install", *quiet, "-r", DEPENDENCY_FILE])
         _write_marker(env_dir, key, installer, facts.version)
+    except OSError as error:  # a full disk, a permission: the environment's fault, not the agent's
+        _remove(env_dir)
+        raise EnvironmentFailed(f"cannot build the environment in {env_dir}: {error}") from error
     except BaseException:
         _remove(env_dir)
         raise
@@ -560,20 +577,27 @@ def _layer_image_packages(python: str, facts: _ImageFacts) -> None:
     sys.path (after the environment's own), through a .pth file."""
     if not facts.venv or not facts.site_packages:
         return
-    done = subprocess.run(
-        [python, "-c", _ENV_PATHS],
-        capture_output=True,
-        text=True,
-        timeout=_PROBE_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
     try:
+        done = subprocess.run(
+            [python, "-c", _ENV_PATHS],
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if done.returncode != 0:
             raise ValueError(_last_line(done.stderr + done.stdout) or f"exit {done.returncode}")
         answer = json.loads(done.stdout.strip().splitlines()[-1])
         site_dir, visible = Path(answer["purelib"]), set(answer["path"])
-    except (ValueError, KeyError, TypeError, IndexError) as error:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        OSError,
+        subprocess.SubprocessError,
+    ) as error:
         raise EnvironmentFailed(
             f"the new environment's Python does not run: {_cut(str(error))}"
         ) from error

@@ -42,7 +42,7 @@ class GpuReport:
 def check_gpus(
     nvidia_smi: str = "nvidia-smi",
     run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
-    timeout: float = 60,
+    timeout: float = 15,  # it answers in about a second; a hung driver must not eat a notice
 ) -> GpuReport:
     """Ask nvidia-smi for the GPUs, the driver and its CUDA version; GpuCheckFailed when it
     cannot answer or lists no GPU."""

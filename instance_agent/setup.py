@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import AgentConfig, local_interpreter
-from .environment import DEPENDENCY_FILE, ImagePython, PreparedEnvironment, prepare_environment
+from .environment import ImagePython, PreparedEnvironment, prepare_environment
 from .gpu import GpuReport, check_gpus
 from .uv_tool import find_uv
 
@@ -54,17 +54,15 @@ def set_up(
 ) -> Setup:
     """GpuCheckFailed, EnvironmentFailed or EnvironmentInterrupted when it cannot be done."""
     gpu = check() if config.image.nvidia_gpus else None
-    image = image_python(config, dict(os.environ))
-    needs_uv = (code_dir / DEPENDENCY_FILE).is_file() and not image.layered
     prepared = prepare_environment(
         code_dir,
-        image,
+        image_python(config, dict(os.environ)),
         s3,
         config.bucket,
         home / "envs",
         scratch,
         log_path,
-        find_uv(home) if needs_uv else None,
+        lambda: find_uv(home),  # asked only when an environment is built with uv
         should_stop,
     )
     return Setup(prepared.python, prepared, gpu)

@@ -1,8 +1,9 @@
 """Finding (or fetching) uv, which builds script environments over plain images fast.
 
-uv is a wheel on PyPI with the binary inside. The agent installs it once per instance with the
-image's pip into $RUNCTL_HOME/tools/uv-<version>; without it, environments are built with pip
-(instance_agent/environment.py), so a failure here only costs speed.
+uv is a wheel on PyPI with the binary inside. The agent installs it once per instance with its
+own Python's pip (python3's) into $RUNCTL_HOME/tools/uv-<version>, only when an environment is
+built with uv; without it, environments are built with pip (instance_agent/environment.py), so a
+failure here only costs speed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 UV_VERSION = "0.13.9"
 UV_ENV = "RUNCTL_UV"  # a uv to use as is (local mode sets it to runctl's own)
-_INSTALL_TIMEOUT = 300.0
+# Bounded: it runs inside a set-up that an interruption (two minutes' notice) may cut short.
+_INSTALL_TIMEOUT = 60.0
 
 
 def find_uv(
@@ -60,6 +62,10 @@ def find_uv(
         logger.warning("cannot install uv (%s): building environments with pip", last[0])
         shutil.rmtree(staging, ignore_errors=True)
         return None
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    try:
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError as error:
+        logger.warning("cannot install uv (%s): building environments with pip", error)
+        return None
     return str(installed)

@@ -42,6 +42,8 @@ CUSTOM_AMI_PYTHON = "python3"
 # layered over them and installed with pip, which sees them (docs/architecture.md, "The script's
 # environment"). An AMI of the user's own may too, so it counts as layered.
 PLAIN_IMAGES = frozenset({AL2023})
+# Images that ship the NVIDIA driver.
+DRIVER_IMAGES = frozenset({DLAMI_PYTORCH})
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def choose_image(image: str | None, interpreter: str | None, info: InstanceTypeI
         interpreter=interpreter or default_python,
         architecture=info.architecture,
         layered=chosen not in PLAIN_IMAGES,
-        nvidia_gpus=info.nvidia_gpus,
+        # Checked with nvidia-smi only where a driver is known to be installed: AL2023 has none
+        # (the script runs on the CPU there), and an AMI of your own is yours to vouch for.
+        nvidia_gpus=info.nvidia_gpus if chosen in DRIVER_IMAGES else 0,
     )
 
 

@@ -41,7 +41,7 @@ class ImageInfo(_Payload):
     interpreter: str
     architecture: str
     layered: bool
-    nvidia_gpus: int = 0
+    nvidia_gpus: int = 0  # to check with nvidia-smi before the script (0: no check)
 
 
 class InstanceInfo(_Payload):

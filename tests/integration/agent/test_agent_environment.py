@@ -381,3 +381,31 @@ def test_given_an_image_venv_then_the_base_interpreters_packages_stay_out_of_the
     env_path = _python(prepared.python, "import sys; print('\\n'.join(sys.path))").splitlines()
     assert base_site not in env_path
     assert _python(prepared.python, f"import {PYPI_PACKAGE}; print('ok')") == "ok"
+
+
+def test_a_restore_never_asks_for_uv(s3, place, tmp_path, uv):
+    code = place(f"{PYPI_PACKAGE}\n")
+    built = _prepare(code, s3, tmp_path / "first", uv)
+
+    def no_uv() -> str | None:
+        raise AssertionError("uv was asked for, but the environment is in the cache")
+
+    again = _prepare(code, s3, tmp_path / "second", no_uv)
+
+    assert (built.action, again.action) == (INSTALLED, RESTORED)
+    assert again.cache_key == built.cache_key
+
+
+def test_without_uv_a_plain_image_builds_with_pip_under_the_same_key(s3, place, tmp_path, uv):
+    code = place(f"{PYPI_PACKAGE}\n")
+
+    with_pip = _prepare(code, s3, tmp_path / "no-uv", lambda: None)
+
+    assert (with_pip.action, with_pip.installer) == (INSTALLED, "pip")
+    assert with_pip.cache_key == cache_key(
+        f"{PYPI_PACKAGE}\n".encode(),
+        PLAIN_IMAGE,
+        _python(sys.executable, "import sys; print(sys.version)"),
+        "uv",
+    )
+    assert _python(with_pip.python, f"import {PYPI_PACKAGE}; print('ok')") == "ok"

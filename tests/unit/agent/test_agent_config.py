@@ -83,9 +83,12 @@ def test_defaults_fill_in_optional_spec_fields():
     raw = copy.deepcopy(VALID)
     raw["spec"] = {"code": {"s3_uri": "s3://b/code/x.tar.gz"}, "entry_point": "t.py"}
 
-    spec = parse_config(raw).spec
+    config = parse_config(raw)
+    spec = config.spec
 
-    assert (spec.interpreter, spec.args, spec.data, spec.environment) == ("python3", [], [], {})
+    assert (spec.args, spec.data, spec.environment) == ([], [], {})
+    # A config written before images were chosen per type: AL2023's python3.
+    assert (config.image.name, config.image.interpreter) == ("al2023", "python3")
     assert spec.hyperparameters_as_args is False
 
 

@@ -158,7 +158,7 @@ def test_given_nvidia_smi_hangs_then_the_check_fails_after_the_timeout():
     with pytest.raises(GpuCheckFailed) as caught:
         check_gpus(run=FakeSmi(query=hung))
 
-    assert str(caught.value) == "nvidia-smi did not answer within 60 s: waiting for GPU 0"
+    assert str(caught.value) == "nvidia-smi did not answer within 15 s: waiting for GPU 0"
 
 
 def test_given_the_header_call_fails_after_the_gpus_answered_then_cuda_is_unknown():

@@ -40,7 +40,7 @@ NASTY = [
 def test_given_nasty_args_when_building_argv_then_each_is_one_unchanged_element(make_spec):
     spec = make_spec(args=NASTY)
 
-    argv = build_argv(spec, spec.interpreter)
+    argv = build_argv(spec, "python3")
 
     assert argv == ["python3", "train.py", *NASTY]
 
@@ -52,7 +52,7 @@ def test_given_hyperparameters_as_args_then_key_value_pairs_follow_the_args(make
         hyperparameters_as_args=True,
     )
 
-    argv = build_argv(spec, spec.interpreter)
+    argv = build_argv(spec, "python3")
 
     assert argv[2:] == [
         "--epochs", "3",
@@ -67,7 +67,7 @@ def test_given_hyperparameters_as_args_then_key_value_pairs_follow_the_args(make
 def test_given_hyperparameters_not_as_args_then_argv_has_only_the_args(make_spec):
     spec = make_spec(args=["x"], hyperparameters={"lr": 0.1})
 
-    assert build_argv(spec, spec.interpreter) == ["python3", "train.py", "x"]
+    assert build_argv(spec, "python3") == ["python3", "train.py", "x"]
 
 
 @pytest.mark.parametrize(
@@ -84,13 +84,12 @@ def test_given_nasty_values_when_the_script_runs_then_it_receives_them_verbatim(
     # The real thing: a child process reports the argv it got, and no shell ran anything.
     (tmp_path / "show.py").write_text("import json, sys; print(json.dumps(sys.argv[1:]))")
     spec = make_spec(
-        interpreter=sys.executable,
         entry_point="show.py",
         args=NASTY,
         hyperparameters={"cmd": "$(touch pwned); `touch pwned`\nnext"},
         hyperparameters_as_args=True,
     )
-    process = start_script(build_argv(spec, spec.interpreter), tmp_path, dict(os.environ))
+    process = start_script(build_argv(spec, sys.executable), tmp_path, dict(os.environ))
     stdout, _ = process.communicate(timeout=30)
 
     assert json.loads(stdout) == [*NASTY, "--cmd", "$(touch pwned); `touch pwned`\nnext"]

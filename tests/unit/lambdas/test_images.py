@@ -92,6 +92,12 @@ def test_given_no_image_then_gpu_types_get_the_dlami_and_cpu_types_al2023(
     assert chosen.nvidia_gpus == info.nvidia_gpus
 
 
+@pytest.mark.parametrize("image", [AL2023, "ami-0123456789abcdef0"])
+def test_given_an_image_without_a_known_driver_on_a_gpu_type_then_no_gpu_check(image):
+    # AL2023 has no NVIDIA driver: nvidia-smi would fail every attempt; the script uses the CPU.
+    assert choose_image(image, None, G5).nvidia_gpus == 0
+
+
 def test_given_an_interpreter_then_it_wins_over_the_image_default():
     chosen = choose_image(DLAMI_PYTORCH, "/usr/bin/python3.11", G5)
 
