@@ -68,7 +68,8 @@ def test_a_run_whose_launch_role_lacks_run_instances_fails_with_access_denied(
     outcome = runner.run("print('never runs')")
 
     assert outcome.execution_status == "FAILED"
-    text = f"{outcome.error} {outcome.cause} {outcome.record.model_dump_json() if outcome.record else ''}"
+    record = outcome.record.model_dump_json() if outcome.record else ""
+    text = f"{outcome.error} {outcome.cause} {record}"
     assert "ec2:RunInstances" in text, text
     assert "not authorized" in text, text
     assert session.iam is not None
