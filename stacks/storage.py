@@ -8,9 +8,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambdas.constants import ENVS_PREFIX
+
 RUNS_TABLE_KEY = "run_id"
 EXPERIMENT_INDEX = "experiment-index"
 TTL_ATTRIBUTE = "expires_at"
+# How long a built script environment stays cached in the bucket (envs/).
+ENVIRONMENT_CACHE_DAYS = 30
 
 
 class Storage(Construct):
@@ -53,7 +57,14 @@ class Storage(Construct):
                     id="ExpireOldVersionsAndAbandonedUploads",
                     noncurrent_version_expiration=Duration.days(30),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
+                ),
+                # Built script environments are a cache (GBs each with CUDA packages): a run after
+                # this builds its environment again. Counted from the upload, not the last use.
+                s3.LifecycleRule(
+                    id="ExpireCachedEnvironments",
+                    prefix=ENVS_PREFIX,
+                    expiration=Duration.days(ENVIRONMENT_CACHE_DAYS),
+                ),
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )

@@ -30,10 +30,21 @@ def test_bucket_blocks_public_access_keeps_versions_and_encrypts(synthesized):
 def test_bucket_expires_old_versions_and_abandoned_uploads(synthesized):
     props = synthesized.resource(synthesized.stack.storage.bucket)["Properties"]
 
-    [rule] = props["LifecycleConfiguration"]["Rules"]
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    rule = rules["ExpireOldVersionsAndAbandonedUploads"]
     assert rule["Status"] == "Enabled"
     assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert "Prefix" not in rule  # the whole bucket
+
+
+def test_bucket_expires_cached_environments_and_nothing_else_by_age(synthesized):
+    props = synthesized.resource(synthesized.stack.storage.bucket)["Properties"]
+    rules = props["LifecycleConfiguration"]["Rules"]
+
+    [expiring] = [rule for rule in rules if "ExpirationInDays" in rule]
+    assert (expiring["Id"], expiring["Prefix"]) == ("ExpireCachedEnvironments", "envs/")
+    assert expiring["ExpirationInDays"] == 30
 
 
 def test_bucket_access_is_logged_to_a_separate_bucket(synthesized):
