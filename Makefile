@@ -57,7 +57,7 @@ destroy: $(STAMP) $(NODE_STAMP)
 
 ## Measured figures (interruption latency, state transitions), printed and written to bench/results.json.
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 ## Regenerate the published RunSpec and SweepSpec JSON Schemas.
 schema: $(STAMP)
