@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,6 +22,14 @@ class LambdaEnv(BaseModel):
     DEFAULT_INSTANCE_TYPES: tuple[str, ...]
     SUBNET_IDS: tuple[str, ...] = Field(
         default=(), description="empty: the default VPC's default subnets, discovered at run time"
+    )
+    ASSOCIATE_PUBLIC_IP: Literal["", "true", "false"] = Field(
+        default="",
+        description="runctl:publicIp as the stack decided it: empty leaves it to the subnet "
+        "(MapPublicIpOnLaunch); true/false go in the launch's network interface",
+    )
+    SECURITY_GROUP_ID: str = Field(
+        default="", description="the instances' group; sent with the network interface"
     )
     INSTANCE_READY_TIMEOUT_SECONDS: int = 600
     BOOTSTRAP_TIMEOUT_SECONDS: int = 900

@@ -59,6 +59,7 @@ class Compute(Construct):
         data_buckets: tuple[str, ...],
         vpc_id: str | None,
         root_volume_gib: int,
+        group_in_request: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -108,6 +109,10 @@ class Compute(Construct):
         )
 
         managed_tag = [CfnTag(key=TAG_MANAGED, value="true")]
+        # With runctl:publicIp decided (group_in_request), LaunchInstance sends a network interface
+        # carrying the subnet, this group and AssociatePublicIpAddress; EC2 then refuses a group
+        # at the instance level ("Network interfaces and an instance-level security groups may
+        # not be specified on the same request"), so the template leaves it out.
         # No ImageId: LaunchInstance picks the AMI per run (and may resize the root volume).
         self.launch_template = ec2.CfnLaunchTemplate(
             self,
@@ -116,7 +121,9 @@ class Compute(Construct):
                 iam_instance_profile=ec2.CfnLaunchTemplate.IamInstanceProfileProperty(
                     arn=self.instance_profile.instance_profile_arn
                 ),
-                security_group_ids=[self.security_group.attr_group_id],
+                security_group_ids=None
+                if group_in_request
+                else [self.security_group.attr_group_id],
                 metadata_options=ec2.CfnLaunchTemplate.MetadataOptionsProperty(
                     http_endpoint="enabled",
                     http_tokens="required",

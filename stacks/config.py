@@ -22,6 +22,13 @@ KEY_SUBNET_IDS: Final = f"{PREFIX}subnetIds"
 KEY_DATA_BUCKETS: Final = f"{PREFIX}dataBuckets"
 KEY_ROOT_VOLUME_GIB: Final = f"{PREFIX}rootVolumeGiB"
 KEY_PIPELINES: Final = f"{PREFIX}pipelines"
+KEY_VPC_ENDPOINTS: Final = f"{PREFIX}vpcEndpoints"
+KEY_ROUTE_TABLE_IDS: Final = f"{PREFIX}routeTableIds"
+KEY_ENDPOINT_SUBNET_IDS: Final = f"{PREFIX}endpointSubnetIds"
+KEY_PUBLIC_IP: Final = f"{PREFIX}publicIp"
+
+# runctl:publicIp: whether an instance's network interface gets a public IPv4 address.
+PUBLIC_IP_CHOICES: Final = ("auto", "always", "never")
 
 INSTANCE_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 STACK_NAME_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,99}$")
@@ -29,6 +36,7 @@ REGION_PATTERN: Final = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 VPC_ID_PATTERN: Final = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 SUBNET_ID_PATTERN: Final = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 BUCKET_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+ROUTE_TABLE_ID_PATTERN: Final = re.compile(r"^rtb-[0-9a-f]{8,17}$")
 
 
 class ConfigError(ValueError):
@@ -60,6 +68,29 @@ class RunctlConfig:
     train_run_settings: Mapping[str, str]
     # Retrain when new data lands (lambdas/models/pipeline.py); none by default.
     pipelines: tuple[Pipeline, ...] = ()
+    # Private subnets (stacks/vpc_endpoints.py): the endpoints the instances need, created in
+    # vpc_id when set; gateway endpoints go in route_table_ids, interface endpoints in
+    # endpoint_subnet_ids (at most one per Availability Zone).
+    vpc_endpoints: bool = False
+    route_table_ids: tuple[str, ...] = ()
+    endpoint_subnet_ids: tuple[str, ...] = ()
+    public_ip: str = "auto"
+
+    @property
+    def associate_public_ip(self) -> str:
+        """RunInstances' AssociatePublicIpAddress as the launch Lambda reads it (LambdaEnv):
+        "true", "false", or "" for the subnet's own setting (MapPublicIpOnLaunch).
+
+        auto: no public IP when the VPC has the endpoints (the instance reaches every AWS service
+        it uses through them, and anything else through the subnet's NAT, if any); otherwise the
+        subnet decides: the default VPC's default subnets assign one (their only way out is the
+        internet gateway), a private subnet with a NAT does not.
+        """
+        if self.public_ip == "always":
+            return "true"
+        if self.public_ip == "never" or self.vpc_endpoints:
+            return "false"
+        return ""
 
     @property
     def heartbeat_seconds(self) -> int:
@@ -94,6 +125,37 @@ class RunctlConfig:
             pipelines = parse_pipelines(context.get(KEY_PIPELINES), data_buckets=data_buckets)
         except PipelineConfigError as error:
             raise ConfigError(KEY_PIPELINES, str(error), error.value) from None
+        vpc_endpoints = _flag(context, KEY_VPC_ENDPOINTS)
+        route_tables = _names(context, KEY_ROUTE_TABLE_IDS, ROUTE_TABLE_ID_PATTERN, "rtb-0123abcd")
+        endpoint_subnets = _names(
+            context, KEY_ENDPOINT_SUBNET_IDS, SUBNET_ID_PATTERN, "subnet-0123abcd"
+        )
+        if vpc_endpoints and not vpc_id:
+            raise ConfigError(
+                KEY_VPC_ENDPOINTS,
+                "needs runctl:vpcId and runctl:subnetIds (the endpoints are created in that VPC)",
+                True,
+            )
+        if vpc_endpoints and not route_tables:
+            raise ConfigError(
+                KEY_ROUTE_TABLE_IDS,
+                "is required with runctl:vpcEndpoints: the route tables of runctl:subnetIds, "
+                "which the S3 and DynamoDB gateway endpoints are added to",
+                list(route_tables),
+            )
+        if (route_tables or endpoint_subnets) and not vpc_endpoints:
+            key = KEY_ROUTE_TABLE_IDS if route_tables else KEY_ENDPOINT_SUBNET_IDS
+            raise ConfigError(key, "is used only with runctl:vpcEndpoints: true", context.get(key))
+        public_ip = context.get(KEY_PUBLIC_IP) or "auto"
+        if public_ip not in PUBLIC_IP_CHOICES:
+            raise ConfigError(KEY_PUBLIC_IP, f"must be one of {list(PUBLIC_IP_CHOICES)}", public_ip)
+        if public_ip == "never" and not vpc_id:
+            raise ConfigError(
+                KEY_PUBLIC_IP,
+                "'never' needs runctl:vpcId with a NAT or runctl:vpcEndpoints: the default VPC's "
+                "subnets reach SSM and S3 only through their internet gateway",
+                public_ip,
+            )
         return cls(
             stack_name=stack_name,
             region=region,
@@ -104,6 +166,10 @@ class RunctlConfig:
             root_volume_gib=root_volume,
             train_run_settings=settings,
             pipelines=pipelines,
+            vpc_endpoints=vpc_endpoints,
+            route_table_ids=route_tables,
+            endpoint_subnet_ids=endpoint_subnets or (subnet_ids if vpc_endpoints else ()),
+            public_ip=public_ip,
         )
 
 
@@ -159,4 +225,14 @@ def _integer(context: Mapping[str, Any], key: str, default: int, *, low: int, hi
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(key, f"must be an integer from {low} to {high}", value)
+    return value
+
+
+def _flag(context: Mapping[str, Any], key: str) -> bool:
+    """A boolean from cdk.json, or "true"/"false" from `-c`."""
+    value = context.get(key, False)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(key, "must be true or false", value)
     return value

@@ -7,7 +7,8 @@ deploy synthesizes the app into cdk.out (`cdk synth`), reads the stack's account
 the CDK bootstrap version it needs from that cloud assembly, reads the version the account's
 bootstrap stack (CDKToolkit) keeps in SSM (/cdk-bootstrap/hnb659fds/version), runs
 `cdk bootstrap aws://ACCOUNT/REGION` when the parameter is missing or older, then deploys that
-same assembly (`cdk deploy --app cdk.out`), so what was checked is what is deployed.
+same assembly (`cdk deploy --app cdk.out`), so what was checked is what is deployed. Before all
+that, when runctl:vpcId is empty, it checks that the region has a default VPC (NoDefaultVpc).
 
 destroy synthesizes too, says which resources `cdk destroy` keeps (RemovalPolicy RETAIN: the
 ones holding your runs) and whether runctl instances are still running, then runs
@@ -44,6 +45,13 @@ DEFAULT_APPROVAL: Final = "broadening"  # asks before IAM or security-group chan
 UNKNOWN_ACCOUNT: Final = "unknown-account"
 DESCRIPTION: Final = "make deploy / make destroy: the CDK CLI, with the target made ready."
 RETAIN_POLICIES: Final = ("Retain", "RetainExceptOnCreate")
+NO_DEFAULT_VPC: Final = (
+    "NoDefaultVpc: region {region} has no default VPC, and runctl:vpcId is empty, so the "
+    "instances' security group and launches have no network. Set runctl:vpcId and "
+    "runctl:subnetIds in cdk.json (or `make deploy CDK_ARGS='-c runctl:vpcId=vpc-... "
+    "-c runctl:subnetIds=subnet-...,subnet-...'`); for subnets without internet access add "
+    "runctl:vpcEndpoints and runctl:routeTableIds (README, Deploying). Nothing was deployed."
+)
 
 # What runs one CLI command in PROJECT_ROOT and gives its exit code (tests pass a recorder).
 Runner = Callable[[Sequence[str]], int]
@@ -161,6 +169,39 @@ def ensure_bootstrapped(
         raise DeployError(f"cdk bootstrap {environment} failed (see its output above)")
 
 
+def needs_default_vpc(target: StackTarget) -> bool:
+    """Whether the template puts a security group in the default VPC (one with no VpcId), which
+    it does when runctl:vpcId is empty."""
+    resources: dict[str, Any] = json.loads(target.template.read_text()).get("Resources", {})
+    return any(
+        body["Type"] == "AWS::EC2::SecurityGroup" and "VpcId" not in body.get("Properties", {})
+        for body in resources.values()
+    )
+
+
+def check_default_vpc(target: StackTarget, session: boto3.Session) -> None:
+    """Stops the deploy, naming the settings to use, when the stack needs the region's default
+    VPC and there is none. Synth cannot know (it makes no AWS call); CloudFormation would fail
+    later, on the security group, with a message that does not name runctl:vpcId."""
+    if not needs_default_vpc(target):
+        return
+    try:
+        found = session.client("ec2", region_name=target.region).describe_vpcs(
+            Filters=[{"Name": "is-default", "Values": ["true"]}]
+        )["Vpcs"]
+    except ClientError as error:
+        if "UnauthorizedOperation" not in str(error) and "AccessDenied" not in str(error):
+            raise
+        print(
+            f"runctl: cannot look for a default VPC in {target.region} ({error}); "
+            "not checking it here.",
+            flush=True,
+        )
+        return
+    if not found:
+        raise DeployError(NO_DEFAULT_VPC.format(region=target.region))
+
+
 def retained_resources(target: StackTarget) -> list[tuple[str, str]]:
     """(logical id, type) of the template's resources that `cdk destroy` leaves behind."""
     resources: dict[str, Any] = json.loads(target.template.read_text()).get("Resources", {})
@@ -271,7 +312,10 @@ def deploy(
         return code
     session = (session_factory or _session)(profile)
     profile_args = ["--profile", profile] if profile else []
-    for target in stack_targets(assembly):
+    targets = stack_targets(assembly)
+    for target in targets:  # before anything changes in the account
+        check_default_vpc(target, session)
+    for target in targets:
         ensure_bootstrapped(target, session, run, profile_args)
     return run(
         [*CDK, "deploy", "--app", ASSEMBLY, "--require-approval", require_approval, *cdk_args]

@@ -71,6 +71,7 @@ class Orchestration(Construct):
         subnet_ids: tuple[str, ...],
         data_buckets: tuple[str, ...],
         train_run_settings: Mapping[str, str],
+        associate_public_ip: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self._stack = Stack.of(self)
@@ -83,6 +84,10 @@ class Orchestration(Construct):
             AGENT_S3_URI=compute.agent_asset.s3_object_url,
             DEFAULT_INSTANCE_TYPES=",".join(default_instance_types),
             SUBNET_IDS=",".join(subnet_ids),
+            # runctl:publicIp as decided at synth (RunctlConfig.associate_public_ip); with
+            # "true"/"false" the group goes in the request's network interface, not the template.
+            ASSOCIATE_PUBLIC_IP=associate_public_ip,
+            SECURITY_GROUP_ID=compute.security_group.attr_group_id,
         )
         # Staged under the assembly's own folder (cdk.out, or the outdir a test gives), which
         # outlives this process: `--no-staging` synths point the asset at the source folder.

@@ -20,6 +20,7 @@ from stacks.step_permissions import (
 )
 from stacks.storage import Storage
 from stacks.sweeps import SweepPermissions, Sweeps
+from stacks.vpc_endpoints import VpcEndpoints
 
 
 class RunctlStack(Stack):
@@ -44,6 +45,20 @@ class RunctlStack(Stack):
             data_buckets=config.data_buckets,
             vpc_id=config.vpc_id,
             root_volume_gib=config.root_volume_gib,
+            group_in_request=bool(config.associate_public_ip),
+        )
+        # Private subnets: the endpoints the instances need (runctl:vpcEndpoints).
+        self.vpc_endpoints = (
+            VpcEndpoints(
+                self,
+                "VpcEndpoints",
+                vpc_id=config.vpc_id,
+                route_table_ids=config.route_table_ids,
+                subnet_ids=config.endpoint_subnet_ids,
+                instance_security_group=self.compute.security_group,
+            )
+            if config.vpc_endpoints and config.vpc_id
+            else None
         )
         self.orchestration = Orchestration(
             self,
@@ -56,6 +71,7 @@ class RunctlStack(Stack):
             subnet_ids=config.subnet_ids,
             data_buckets=config.data_buckets,
             train_run_settings=config.train_run_settings,
+            associate_public_ip=config.associate_public_ip,
         )
         # Interruption handling (issue #3): EC2 instance events and the orphan reaper.
         self.instance_events = InstanceEvents(

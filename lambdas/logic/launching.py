@@ -60,6 +60,19 @@ def run_instances_request(
             for kind in ("instance", "volume")
         ],
     }
+    if env.ASSOCIATE_PUBLIC_IP:
+        # runctl:publicIp (stacks/config.py): AssociatePublicIpAddress exists only on a network
+        # interface, which must then carry the subnet and group too (the template has no group).
+        del request["SubnetId"]
+        request["NetworkInterfaces"] = [
+            {
+                "DeviceIndex": 0,
+                "SubnetId": option.subnet_id,
+                "Groups": [env.SECURITY_GROUP_ID],
+                "AssociatePublicIpAddress": env.ASSOCIATE_PUBLIC_IP == "true",
+                "DeleteOnTermination": True,
+            }
+        ]
     if option.market == "spot":
         request["InstanceMarketOptions"] = {
             "MarketType": "spot",

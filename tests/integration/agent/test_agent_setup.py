@@ -3,6 +3,7 @@ environment from requirements.txt, and what is recorded (result.json, setup.<att
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -99,3 +100,43 @@ def test_given_a_requirement_that_does_not_exist_then_environment_failed_with_th
     log = harness.get_text(f"runs/{harness.run_id}/attempts/1/logs/environment.log")
     assert "no-such-package-runctl-test" in log
     assert not _script_ran(harness)
+
+
+def test_a_notice_during_the_install_kills_the_installer_and_hands_off(
+    harness, monkeypatch, tmp_path
+):
+    # Given an installer that is still busy when the spot warning comes (it writes the notice the
+    # way OnInstanceEvent would, then blocks until it is killed)
+    notice = {
+        "kind": "spot-interrupted",
+        "notice_time": "2026-12-03T10:00:00+00:00",
+        "termination_time": "2099-01-01T00:00:00+00:00",
+        "source": "eventbridge",
+    }
+    pid_file = tmp_path / "installer.pid"
+    busy = tmp_path / "busy-uv"
+    busy.write_text(
+        "#!/bin/sh\n"
+        f"echo $$ > {pid_file}\n"
+        f"echo '{json.dumps(notice)}' > {harness.home / 'notice.json'}\n"
+        "exec sleep 600\n"
+    )
+    busy.chmod(0o755)
+    monkeypatch.setenv("RUNCTL_UV", str(busy))
+    uri, digest = harness.upload_code({"train.py": SCRIPT, "requirements.txt": "anything==1.0\n"})
+    spec = {**harness.spec(SCRIPT), "code": {"s3_uri": uri, "sha256": digest}}
+
+    # When the attempt runs
+    result = harness.run(harness.write_config(spec, image=PLAIN_IMAGE))
+
+    # Then it ends interrupted and hands off, the task failed once with Runctl.Interrupted, the
+    # script never ran, the installer is gone and no half-built environment is left
+    assert result.outcome == "interrupted", result.message
+    run = f"runs/{harness.run_id}/attempts/1/"
+    assert harness.get_json(run + "handoff.json")["reason"] == "spot-interrupted"
+    assert [f["error"] for f in harness.sfn.named("failure")] == ["Runctl.Interrupted"]
+    assert not _script_ran(harness)
+    installer = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(installer, 0)
+    assert not any((harness.home / "envs").glob("*/bin"))
