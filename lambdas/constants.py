@@ -89,6 +89,11 @@ def sweep_stop_key(sweep_id: str) -> str:
     return f"{sweep_prefix(sweep_id)}stop.json"
 
 
+def sweep_failure_key(sweep_id: str, run_id: str) -> str:
+    """Why a run's TrainRun task failed, as the Sweep caught it (OnSweepRunFailed)."""
+    return f"{sweep_prefix(sweep_id)}failures/{run_id}.json"
+
+
 def sweep_summary_key(sweep_id: str) -> str:
     return f"{sweep_prefix(sweep_id)}summary.json"
 

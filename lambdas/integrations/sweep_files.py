@@ -7,10 +7,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.constants import sweep_plan_key, sweep_stop_key, sweep_summary_key
+from lambdas.constants import (
+    sweep_failure_key,
+    sweep_plan_key,
+    sweep_stop_key,
+    sweep_summary_key,
+)
 from lambdas.errors import SweepNotFound
 from lambdas.models.sweep_spec import SweepPlan
-from lambdas.models.sweep_summary import SweepStop, SweepSummary
+from lambdas.models.sweep_summary import RunStartFailure, SweepStop, SweepSummary
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _ALREADY_THERE = {"PreconditionFailed", "412"}
@@ -51,6 +56,14 @@ class SweepFiles:
                 raise
             return self.stop(sweep_id) or stop
         return stop
+
+    def put_failure(self, sweep_id: str, failure: RunStartFailure) -> None:
+        """The error a run was caught with; a retry writes the same bytes again."""
+        self._put(sweep_failure_key(sweep_id, failure.run_id), failure.model_dump(mode="json"))
+
+    def failure(self, sweep_id: str, run_id: str) -> RunStartFailure | None:
+        body = self._get(sweep_failure_key(sweep_id, run_id))
+        return RunStartFailure.model_validate(body) if body is not None else None
 
     def put_summary(self, summary: SweepSummary) -> str:
         key = sweep_summary_key(summary.sweep_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from lambdas.constants import ERROR_SWEEP_CANCELLED, ERROR_SWEEP_FAILED
@@ -16,7 +17,7 @@ from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.sweep_spec import SweepPlan, SweepRun
 from lambdas.models.sweep_summary import (
     CaughtError,
-    ItemOutcome,
+    RunStartFailure,
     SweepCounts,
     SweepDigest,
     SweepRunResult,
@@ -56,13 +57,20 @@ def summarize_sweep(
     now: datetime,
 ) -> SweepDigest:
     """Write sweeps/<id>/summary.json and return its digest (the sweep's output)."""
-    metric = _metric(state.objective)
-    outcomes = {item.run_id: item for item in state.outcomes}
+    # The runs come from plan.json, not the state: the state stays the same size for any sweep.
+    plan = files.plan(state.sweep_id)
+    metric = _metric(plan.objective)
     results = [
-        run_result(run, table.get(run.run_id), describe_execution, metric, outcomes.get(run.run_id))
-        for run in state.runs
+        run_result(
+            run,
+            table.get(run.run_id),
+            describe_execution,
+            metric,
+            partial(files.failure, plan.sweep_id, run.run_id),
+        )
+        for run in plan.runs
     ]
-    summary = build_summary(state, results, files.stop(state.sweep_id), state.map_error, now)
+    summary = build_summary(plan, results, files.stop(plan.sweep_id), state.map_error, now)
     uri = files.put_summary(summary)
     return SweepDigest(
         sweep_id=summary.sweep_id,
@@ -81,10 +89,11 @@ def run_result(
     record: RunRecord | None,
     describe_execution: DescribeExecution,
     metric: str | None,
-    item: ItemOutcome | None = None,
+    start_failure: Callable[[], RunStartFailure | None] = lambda: None,
 ) -> SweepRunResult:
     """The run's line: the record says how it ended; without a final record, its execution;
-    without an execution, its Map item (its start failed, or the sweep skipped it)."""
+    without an execution, the failure OnSweepRunFailed recorded (its start failed), else it was
+    skipped. `start_failure` reads that file, only for such a run."""
     if record is not None and record.status in FINAL_STATUSES:
         return SweepRunResult(
             index=run.index,
@@ -103,9 +112,9 @@ def run_result(
     if execution is not None:
         status = _FROM_EXECUTION.get(str(execution.get("status")), SweepRunStatus.FAILED)
         error = _execution_error(execution) if status is SweepRunStatus.FAILED else None
-    elif item is not None and item.outcome == "not-succeeded":
+    elif (failure := start_failure()) is not None:
         status = SweepRunStatus.FAILED
-        error = f"({item.error}): its TrainRun execution could not be started"
+        error = f"({failure.error}): its TrainRun execution could not be started"
     else:
         status = SweepRunStatus.SKIPPED
     return SweepRunResult(

@@ -21,6 +21,7 @@ from lambdas.logic.stopping import stop_run
 from lambdas.logic.sweeps import child_run_id
 from lambdas.models.run_record import FINAL_STATUSES, RunStatus
 from lambdas.models.sweep_summary import (
+    RunStartFailure,
     StopSweepOutput,
     SweepRunFailedInput,
     SweepRunFailedOutput,
@@ -81,8 +82,15 @@ def on_sweep_run_failed(
     commands: SsmCommands,
     now: str,
 ) -> SweepRunFailedOutput:
-    """A stop_on_failure sweep's run ended without success: stop the sweep once its failed
-    runs are more than it tolerates. Cancelled runs are not failures."""
+    """A run ended without success: record what it was caught with (SummarizeSweep's only
+    source for a run whose start failed), then, in a stop_on_failure sweep, stop the sweep once
+    its failed runs are more than it tolerates. Cancelled runs are not failures."""
+    files.put_failure(
+        event.sweep_id,
+        RunStartFailure(run_id=event.run_id, error=event.error.Error if event.error else None),
+    )
+    if not event.stop_on_failure:
+        return SweepRunFailedOutput(stopping=False)
     if files.stop(event.sweep_id) is not None:
         return SweepRunFailedOutput(stopping=True)
     failed = 0

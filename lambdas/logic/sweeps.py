@@ -32,11 +32,17 @@ from lambdas.models.sweep_spec import (
     SweepSpec,
     Uniform,
 )
-from lambdas.models.sweep_summary import ExpandSweepInput, PreparedRun, PrepareSweepRunInput
+from lambdas.models.sweep_summary import (
+    ExpandSweepInput,
+    PreparedRun,
+    PrepareSweepRunInput,
+    SweepStart,
+)
 
 SWEEP_ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_SWEEP_ID_LENGTH - 1}}}\Z")
-# The plan is the Sweep's state: keep it well inside Step Functions' 256 KiB payload limit.
-MAX_PLAN_BYTES = 200 * 1024
+# plan.json is not in the Sweep's state (only the run indices are), but every PrepareSweepRun
+# and SummarizeSweep reads it whole: 1,000 runs of a few swept values are ~100 KiB.
+MAX_PLAN_BYTES = 1024 * 1024
 # Random floats keep 6 significant digits: readable in tables, and the same after JSON.
 _SIGNIFICANT_DIGITS = 6
 
@@ -165,17 +171,18 @@ def plan_sweep(spec: SweepSpec, sweep_id: str, execution_arn: str = "") -> Sweep
     if size > MAX_PLAN_BYTES:
         raise SweepSpecInvalid(
             f"the sweep's plan is {size // 1024} KiB, more than the {MAX_PLAN_BYTES // 1024} KiB "
-            "a Step Functions state can carry: fewer runs, or shorter hyperparameter values"
+            "a sweep's plan may have: fewer runs, or shorter hyperparameter values"
         )
     return plan
 
 
 def expand_sweep(
     request: ExpandSweepInput, env: LambdaEnv, s3: Any, ec2: Any, files: SweepFiles
-) -> SweepPlan:
-    """ExpandSweep: the plan, written to sweeps/<id>/plan.json. The first run goes through
-    ValidateRun's own checks (its code and data are in S3), so a sweep that cannot start fails
-    here, before any run."""
+) -> SweepStart:
+    """ExpandSweep: the plan, written to sweeps/<id>/plan.json; the Sweep's state gets only the
+    run indices (`SweepStart`), so it does not grow with the runs' inputs. The first run goes
+    through ValidateRun's own checks (its code and data are in S3), so a sweep that cannot
+    start fails here, before any run."""
     spec = parse_sweep_spec(request.spec)
     plan = plan_sweep(spec, request.sweep_id, request.execution_arn)
     first = plan.runs[0]
@@ -193,11 +200,15 @@ def expand_sweep(
     except RunSpecInvalid as error:
         raise SweepSpecInvalid(f"base_spec: {error}") from error
     files.put_plan(plan, request.spec)
-    return plan
+    return SweepStart.of(plan)
 
 
 def prepare_sweep_run(request: PrepareSweepRunInput, files: SweepFiles) -> PreparedRun:
-    """PrepareSweepRun: the run's RunSpec, unless the sweep was stopped (then it never starts)."""
+    """PrepareSweepRun: the run's RunSpec from the plan, unless the sweep was stopped (then it
+    never starts)."""
+    run_id = child_run_id(request.sweep_id, request.index)
     if files.stop(request.sweep_id) is not None:
-        return PreparedRun(start=False)
-    return PreparedRun(start=True, spec=run_spec_for(request.base_spec, request.run.swept))
+        return PreparedRun(start=False, run_id=run_id)
+    plan = files.plan(request.sweep_id)
+    run = plan.runs[request.index]
+    return PreparedRun(start=True, run_id=run.run_id, spec=run_spec_for(plan.base_spec, run.swept))

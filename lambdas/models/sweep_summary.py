@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.models.run_spec import HyperparameterValue
-from lambdas.models.sweep_spec import SweepPlan, SweepRun
+from lambdas.models.sweep_spec import SweepPlan
 
 
 class SweepRunStatus(StrEnum):
@@ -113,22 +113,50 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class CaughtError(_Payload):
+    """What a Catch puts at its ResultPath."""
+
+    Error: str = ""
+    Cause: str | None = None
+
+
 class ExpandSweepInput(_Payload):
     spec: Any
     sweep_id: str
     execution_arn: str
 
 
+class SweepStart(_Payload):
+    """ExpandSweep's output, the Sweep's state: what the Map needs, and the run indices. The runs
+    themselves (swept values, base spec) stay in plan.json, so the state does not grow with the
+    runs' inputs: 1,000 indices are under 4 KiB."""
+
+    sweep_id: str
+    execution_arn: str
+    max_parallel: int
+    objective: str | None
+    tolerated_failure_percentage: float
+    stop_on_failure: bool
+    total_runs: int
+    indices: list[int]
+
+    @classmethod
+    def of(cls, plan: SweepPlan) -> SweepStart:
+        fields = plan.model_dump(exclude={"runs", "base_spec"})
+        return cls(**fields, indices=[run.index for run in plan.runs])
+
+
 class PrepareSweepRunInput(_Payload):
     sweep_id: str
-    run: SweepRun
-    base_spec: dict[str, Any]
+    index: int
 
 
 class PreparedRun(_Payload):
-    """PrepareSweepRun's answer: start the run with `spec`, or skip it (the sweep stopped)."""
+    """PrepareSweepRun's answer: start the run `run_id` with `spec`, or skip it (the sweep
+    stopped)."""
 
     start: bool
+    run_id: str
     spec: dict[str, Any] | None = None
 
 
@@ -137,6 +165,10 @@ class SweepRunFailedInput(_Payload):
     run_id: str
     total_runs: int
     tolerated_failure_percentage: float
+    stop_on_failure: bool = True
+    error: CaughtError | None = Field(
+        default=None, description="what the TrainRun task's Catch caught"
+    )
 
 
 class SweepRunFailedOutput(_Payload):
@@ -144,26 +176,20 @@ class SweepRunFailedOutput(_Payload):
     failed_runs: int | None = Field(default=None, description="counted when it was not yet")
 
 
-class CaughtError(_Payload):
-    """What a Catch puts at its ResultPath."""
-
-    Error: str = ""
-    Cause: str | None = None
-
-
-class ItemOutcome(_Payload):
-    """What one Map item ended with (its last Pass state)."""
+class RunStartFailure(_Payload):
+    """sweeps/<id>/failures/<run_id>.json, written by OnSweepRunFailed: the error a run's
+    TrainRun task was caught with. SummarizeSweep reads it only for a run with neither a final
+    record nor an execution (its start failed); no such file and no execution: skipped."""
 
     run_id: str
-    outcome: Literal["succeeded", "not-succeeded", "skipped"]
-    error: str | None = Field(default=None, description="the caught error's name")
+    error: str | None = None
 
 
-class SweepState(SweepPlan):
-    """The Sweep's state object when it reaches SummarizeSweep: the plan, each item's outcome
-    (absent when the Map itself failed), and what the Map state's Catch caught then."""
+class SweepState(_Payload):
+    """The Sweep's state object when it reaches SummarizeSweep (ExpandSweep's SweepStart; the
+    Map adds nothing), and what the Map state's Catch caught when the Map itself failed."""
 
-    outcomes: list[ItemOutcome] = Field(default_factory=list)
+    sweep_id: str
     map_error: CaughtError | None = None
 
 

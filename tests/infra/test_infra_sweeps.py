@@ -66,7 +66,7 @@ def test_deployed_sweep_definition_runs_train_run_at_the_requested_parallelism(s
     train = run_all["ItemProcessor"]["States"]["TrainRun"]
     assert train["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
     assert train["Parameters"]["StateMachineArn"] == f"arn:{TRAIN_RUN_ARN_PLACEHOLDER}"
-    assert train["Parameters"]["Name.$"] == "$.run.run_id"
+    assert train["Parameters"]["Name.$"] == "$.prepared.run_id"
     # and the summary is written however the Map ends
     assert run_all["Catch"][0]["Next"] == "SummarizeSweep"
 

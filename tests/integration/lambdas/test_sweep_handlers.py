@@ -82,14 +82,15 @@ def sweep_runs(make_run_context, record, set_record_fields):
 # ------------------------------------------------------------------------------- ExpandSweep
 
 
-def test_expand_writes_the_plan_and_returns_it_as_the_state(expand, s3_json):
-    plan = expand(sweep_spec(max_parallel=2, objective="loss:min"))
+def test_expand_writes_the_plan_and_returns_only_the_run_indices_as_the_state(expand, s3_json):
+    state = expand(sweep_spec(max_parallel=2, objective="loss:min"))
 
-    assert [run["run_id"] for run in plan["runs"]] == ["sw-r000", "sw-r001", "sw-r002"]
-    assert [run["swept"] for run in plan["runs"]] == [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}]
-    assert (plan["max_parallel"], plan["total_runs"], plan["objective"]) == (2, 3, "loss:min")
+    assert state["indices"] == [0, 1, 2]
+    assert "runs" not in state and "base_spec" not in state
+    assert (state["max_parallel"], state["total_runs"], state["objective"]) == (2, 3, "loss:min")
     stored = s3_json(sweep_plan_key(SWEEP))
-    assert stored["runs"] == plan["runs"]
+    assert [run["run_id"] for run in stored["runs"]] == ["sw-r000", "sw-r001", "sw-r002"]
+    assert [run["swept"] for run in stored["runs"]] == [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}]
     assert stored["spec"]["grid"] == {"lr": [0.1, 0.01, 0.001]}
 
 
@@ -111,27 +112,28 @@ def test_expand_refuses_an_invalid_sweep_naming_the_field(expand):
 # ------------------------------------------------------------------------------- PrepareSweepRun
 
 
-def test_prepare_merges_the_swept_values_into_the_base_spec(invoke, lambda_environment):
-    run = {"index": 1, "run_id": "sw-r001", "swept": {"lr": 0.01}}
-    base = {"entry_point": "train.py", "hyperparameters": {"steps": 20, "lr": 1.0}}
+def test_prepare_merges_the_planned_run_s_values_into_the_base_spec(invoke, expand):
+    # Given a planned sweep whose base spec has lr 1.0
+    spec = sweep_spec()
+    spec["base_spec"]["hyperparameters"] = {"steps": 20, "lr": 1.0}
+    expand(spec)
 
-    prepared = invoke(prepare_sweep_run, {"sweep_id": SWEEP, "run": run, "base_spec": base})
+    # When run 1 is prepared from its index alone
+    prepared = invoke(prepare_sweep_run, {"sweep_id": SWEEP, "index": 1})
 
-    assert prepared == {
-        "start": True,
-        "spec": {"entry_point": "train.py", "hyperparameters": {"steps": 20, "lr": 0.01}},
-    }
+    # Then it gets its id and the plan's values over the base spec's
+    assert (prepared["start"], prepared["run_id"]) == (True, "sw-r001")
+    assert prepared["spec"]["hyperparameters"] == {"steps": 20, "lr": 0.01}
 
 
 def test_prepare_starts_nothing_once_the_sweep_is_stopped(invoke, lambda_environment, aws):
     SweepFiles(aws.s3, BUCKET).request_stop(
         SWEEP, SweepStop(reason="cancelled", requested_at="2026-11-23T12:00:00+00:00")
     )
-    run = {"index": 1, "run_id": "sw-r001", "swept": {"lr": 0.01}}
 
-    prepared = invoke(prepare_sweep_run, {"sweep_id": SWEEP, "run": run, "base_spec": {}})
+    prepared = invoke(prepare_sweep_run, {"sweep_id": SWEEP, "index": 1})
 
-    assert prepared == {"start": False, "spec": None}
+    assert prepared == {"start": False, "run_id": "sw-r001", "spec": None}
 
 
 # ------------------------------------------------------------------------------- OnSweepRunFailed
@@ -182,8 +184,34 @@ def test_failures_within_the_tolerance_stop_nothing(run_failed, sweep_runs, aws,
     answer = run_failed(failed, total=4, tolerated=25)
 
     assert answer == {"stopping": False, "failed_runs": 1}
-    assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="sweeps/")["KeyCount"] == 0
+    assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=sweep_stop_key(SWEEP))["KeyCount"] == 0
     assert "stop_requested_at" not in read_record(running)
+
+
+def test_without_stop_on_failure_the_failure_is_recorded_and_nothing_stops(
+    invoke, lambda_environment, fake_ssm, sweep_runs, s3_json, aws
+):
+    # Given a sweep without stop_on_failure whose run's start was refused
+    unrecorded, _ = sweep_runs(None, {"status": "RUNNING"})
+    event = {
+        "sweep_id": SWEEP,
+        "run_id": unrecorded,
+        "total_runs": 2,
+        "tolerated_failure_percentage": 0,
+        "stop_on_failure": False,
+        "error": {"Error": "StepFunctions.AccessDeniedException", "Cause": "no"},
+    }
+
+    # When OnSweepRunFailed is told
+    answer = invoke(on_sweep_run_failed, event)
+
+    # Then the error is recorded for SummarizeSweep, and the sweep is not stopped
+    assert answer == {"stopping": False, "failed_runs": None}
+    assert s3_json(f"sweeps/{SWEEP}/failures/{unrecorded}.json") == {
+        "run_id": unrecorded,
+        "error": "StepFunctions.AccessDeniedException",
+    }
+    assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=sweep_stop_key(SWEEP))["KeyCount"] == 0
 
 
 def test_cancelled_runs_are_not_failures(run_failed, sweep_runs):
@@ -331,12 +359,35 @@ def test_summary_of_a_run_that_failed_before_its_record_uses_its_execution(
     assert digest["counts"]["running"] == 1
 
 
+def test_summary_of_a_run_whose_start_failed_names_the_recorded_error(
+    invoke, expand, sweep_runs, train_run_machine, lambda_environment, fake_ssm, s3_json
+):
+    plan = expand(sweep_spec(tolerated_failure_percentage=50))
+    sweep_runs({"status": "SUCCEEDED"}, {"status": "SUCCEEDED"}, None)
+    refused = {"Error": "StepFunctions.AccessDeniedException", "Cause": "no"}
+    event = {"sweep_id": SWEEP, "run_id": "sw-r002", "total_runs": 3}
+    invoke(on_sweep_run_failed, {**event, "tolerated_failure_percentage": 50, "error": refused})
+
+    digest = invoke(
+        summarize_sweep,
+        {"state": plan, "train_run_state_machine_arn": train_run_machine},
+    )
+
+    assert digest["counts"]["failed"] == 1
+    line = s3_json(sweep_summary_key(SWEEP))["runs"][2]
+    assert (line["status"], line["error"]) == (
+        "FAILED",
+        "(StepFunctions.AccessDeniedException): its TrainRun execution could not be started",
+    )
+
+
 def test_summary_after_the_map_failed_fails_the_sweep(
     invoke, expand, sweep_runs, train_run_machine
 ):
     plan = expand(sweep_spec())
     sweep_runs({"status": "SUCCEEDED"}, None, None)
     state = {**plan, "map_error": {"Error": "States.Runtime", "Cause": "boom"}}
+    assert "runs" not in state
 
     digest = invoke(
         summarize_sweep,

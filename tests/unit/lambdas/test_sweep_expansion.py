@@ -21,6 +21,7 @@ from lambdas.logic.sweeps import (
 )
 from lambdas.models.run_spec import RunSpec
 from lambdas.models.sweep_spec import MAX_SWEEP_ID_LENGTH, MAX_SWEEP_RUNS, SweepSpec
+from lambdas.models.sweep_summary import SweepStart
 
 BASE = {
     "code": {"s3_uri": "s3://runctl-bucket/code/" + "a" * 64 + ".tar.gz"},
@@ -265,8 +266,8 @@ def test_a_sweep_id_too_long_for_its_run_ids_is_refused():
         plan_sweep(spec, "s" * (MAX_SWEEP_ID_LENGTH + 1))
 
 
-def test_a_plan_too_large_for_a_state_is_refused():
-    long_values = ["x" * 1000 + str(index) for index in range(250)]
+def test_a_plan_too_large_is_refused():
+    long_values = ["x" * 4000 + str(index) for index in range(300)]
     spec = parse_sweep_spec(sweep(grid={"tag": long_values}))
 
     with pytest.raises(SweepSpecInvalid) as caught:
@@ -284,3 +285,16 @@ def test_objective_parts():
     spec = SweepSpec.model_validate(sweep(grid={"lr": [0.1]}, objective="val/acc:max"))
 
     assert (spec.objective_metric, spec.objective_goal) == ("val/acc", "max")
+
+
+def test_the_sweep_state_for_the_largest_sweep_holds_only_run_indices():
+    # Given the largest sweep, each run with a long swept value
+    values = [f"{'v' * 100}{index}" for index in range(MAX_SWEEP_RUNS)]
+    plan = plan_sweep(parse_sweep_spec(sweep(grid={"tag": values})), "sweep-a")
+
+    # When ExpandSweep makes the Sweep's state from it
+    state = SweepStart.of(plan)
+
+    # Then the state has no run's values (those stay in plan.json) and stays a few KiB
+    assert state.indices == list(range(MAX_SWEEP_RUNS))
+    assert len(state.model_dump_json()) < 8 * 1024 < len(plan.model_dump_json())

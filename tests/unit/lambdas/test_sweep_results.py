@@ -14,7 +14,7 @@ from lambdas.models.run_record import RunRecord
 from lambdas.models.sweep_spec import SweepPlan, SweepRun
 from lambdas.models.sweep_summary import (
     CaughtError,
-    ItemOutcome,
+    RunStartFailure,
     SweepRunResult,
     SweepRunStatus,
     SweepStop,
@@ -116,11 +116,9 @@ def test_without_a_record_the_execution_tells(execution, status):
 
 
 def test_a_run_whose_start_failed_is_failed_with_the_error_its_item_caught():
-    item = ItemOutcome(
-        run_id=RUN.run_id, outcome="not-succeeded", error="StepFunctions.AccessDeniedException"
-    )
+    failure = RunStartFailure(run_id=RUN.run_id, error="StepFunctions.AccessDeniedException")
 
-    line = run_result(RUN, None, never_started, "loss", item)
+    line = run_result(RUN, None, never_started, "loss", lambda: failure)
 
     assert line.status is SweepRunStatus.FAILED
     assert line.error == (
@@ -128,10 +126,10 @@ def test_a_run_whose_start_failed_is_failed_with_the_error_its_item_caught():
     )
 
 
-def test_a_run_its_item_skipped_is_skipped():
-    item = ItemOutcome(run_id=RUN.run_id, outcome="skipped")
-
-    assert run_result(RUN, None, never_started, "loss", item).status is SweepRunStatus.SKIPPED
+def test_a_run_without_execution_or_recorded_failure_was_skipped():
+    assert run_result(RUN, None, never_started, "loss", lambda: None).status is (
+        SweepRunStatus.SKIPPED
+    )
 
 
 def test_a_live_record_whose_execution_was_stopped_by_hand_counts_as_cancelled():
