@@ -150,7 +150,16 @@ def load_template(region: str, root: Path = PROJECT_ROOT) -> dict[str, Any]:
         scratch = path.with_suffix(".tmp")
         scratch.write_text(json.dumps(template))
         scratch.replace(path)
+        _prune(directory, keep=path)
     return template
+
+
+def _prune(directory: Path, keep: Path, newest: int = 8) -> None:
+    """One extract per source hash accumulates while the stack is edited: keep the newest."""
+    extracts = sorted(directory.glob("template-*.json"), key=lambda p: p.stat().st_mtime)
+    for stale in extracts[:-newest]:
+        if stale != keep:
+            stale.unlink(missing_ok=True)
 
 
 # --- resolving the template's references to local names --------------------------------------

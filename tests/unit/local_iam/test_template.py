@@ -197,3 +197,12 @@ def test_the_source_hash_follows_the_stack_code(tmp_path: Path):
     assert source_hash("eu-west-1", tmp_path) != before
     (tmp_path / "stacks" / "a.py").write_text("two")
     assert source_hash(REGION, tmp_path) != before
+
+
+def test_old_extracts_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RUNCTL_IAM_CACHE", str(tmp_path))
+    for index in range(12):
+        (tmp_path / f"template-old{index}.json").write_text("{}")
+    monkeypatch.setattr(template_module, "synthesize", lambda region, root: TEMPLATE)
+    template_module.load_template(REGION)
+    assert len(list(tmp_path.glob("template-*.json"))) == 8
