@@ -229,6 +229,10 @@ def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
     assert outcome.record.status is RunStatus.FAILED
     assert outcome.error == "Runctl.SpotInterrupted"
     assert "interruption budget exhausted (1 of 1)" in outcome.record.error
+    # And no third attempt was started: two attempts recorded, two instances ever launched
+    assert outcome.record.attempt == 2
+    assert sorted(outcome.record.attempts) == ["1", "2"]
+    assert len(faults.session.run_instance_ids(outcome.run_id)) == 2
     faults.assert_no_instance_left(outcome.run_id)
 
 
