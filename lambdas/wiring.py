@@ -17,7 +17,8 @@ def runs_table() -> RunsTable:
 
 
 def ec2_fleet() -> Ec2Fleet:
-    return Ec2Fleet(ec2(), aws_client("ssm"))
+    # Launches make one attempt per call: a capacity refusal moves on to the next option at once.
+    return Ec2Fleet(ec2(), aws_client("ssm"), launches=aws_client("ec2", total_attempts=1))
 
 
 def ssm_commands() -> SsmCommands:

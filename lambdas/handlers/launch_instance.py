@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas import wiring
 from lambdas.env import lambda_env
-from lambdas.logic.launching import launch_attempt
+from lambdas.logic.launching import LaunchBudget, launch_attempt
 from lambdas.models.steps import PreviousAttempt, RunContext
 from lambdas.observability import logger, metrics, tracer
 
@@ -32,6 +32,8 @@ def lambda_handler(event: LaunchInput, context: LambdaContext) -> dict[str, Any]
         wiring.utc_now().isoformat(),
         env.INSTANCE_READY_TIMEOUT_SECONDS,
         previous=event.previous,
+        # Spot options give way to on-demand in time to launch inside the function's timeout.
+        budget=LaunchBudget(context.get_remaining_time_in_millis),
     )
     metrics.add_metric(name=f"Launched-{instance.market}", unit=MetricUnit.Count, value=1)
     return instance.model_dump(mode="json")

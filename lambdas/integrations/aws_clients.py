@@ -13,5 +13,15 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 @cache
-def aws_client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)
+def aws_client(service: str, total_attempts: int | None = None) -> Any:
+    """The service's client; `total_attempts` (counting the first call) replaces the standard
+    mode's five retries, for calls whose failures the caller handles itself (RunInstances)."""
+    if total_attempts is None:
+        return boto3.client(service, config=_CONFIG)
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": total_attempts},
+        # A call that hangs must not eat the launch's time budget (lambdas/logic/launching.py).
+        connect_timeout=5,
+        read_timeout=15,
+    )
+    return boto3.client(service, config=config)

@@ -6,16 +6,42 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
 from lambdas.integrations.instance_types import describe_instance_types
 from lambdas.logic.images import InstanceTypeInfo, image_parameter, is_ami_id
 from lambdas.models.steps import ImageInfo
 
+# EC2 error codes that mean "not here, not now": the next launch option is the retry.
+CAPACITY_ERROR_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientFreeAddressesInSubnet",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "Unsupported",  # the instance type is not offered in this zone
+        "VcpuLimitExceeded",
+        "InstanceLimitExceeded",
+    }
+)
+# Failures worth the same call again (with its ClientToken, so EC2 launches at most once).
+_THROTTLING_CODES = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException"})
+
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # States an instance can still cost money from and be terminated in (shutting-down is on its way).
 REAPABLE_STATES = ["pending", "running", "stopping", "stopped"]
+
+
+class CapacityRefused(Exception):
+    """EC2 has no capacity for this option now (its error code in `code`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -58,9 +84,11 @@ def _launched(instance: dict[str, Any]) -> LaunchedInstance:
 class Ec2Fleet:
     """The instances of runctl runs, found by their tags."""
 
-    def __init__(self, ec2: Any, ssm: Any) -> None:
+    def __init__(self, ec2: Any, ssm: Any, launches: Any = None) -> None:
         self.ec2 = ec2
         self.ssm = ssm
+        # RunInstances goes through a client that makes one attempt per call (see run_instance).
+        self.launches = launches or ec2
 
     def subnets(self, subnet_ids: tuple[str, ...]) -> list[Subnet]:
         """The configured subnets, or the default VPC's default subnets when none are configured."""
@@ -123,8 +151,32 @@ class Ec2Fleet:
         return found
 
     def run_instance(self, request: dict[str, Any]) -> LaunchedInstance:
-        response = self.ec2.run_instances(**request)
+        """Launch one option, or raise CapacityRefused after a single call.
+
+        EC2 answers InsufficientInstanceCapacity with HTTP 500, which the standard retry mode
+        would retry with backoff (about 7 s per option); the next option is the better retry. So
+        the first call makes one attempt, and only a failure worth repeating (throttling, another
+        5xx, a dropped connection) is repeated on the retrying client, with the same ClientToken.
+        """
+        try:
+            response = self._run(self.launches, request)
+        except ClientError as error:
+            if not _worth_repeating(error):
+                raise
+            response = self._run(self.ec2, request)
+        except (BotocoreConnectionError, HTTPClientError):
+            response = self._run(self.ec2, request)
         return _launched(response["Instances"][0])
+
+    @staticmethod
+    def _run(client: Any, request: dict[str, Any]) -> Any:
+        try:
+            return client.run_instances(**request)
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            if details.get("Code") in CAPACITY_ERROR_CODES:
+                raise CapacityRefused(details["Code"], details.get("Message", "")) from error
+            raise
 
     def describe(self, instance_id: str) -> dict[str, Any] | None:
         """The instance, or None while EC2 (eventually consistent) does not know it yet."""
@@ -148,6 +200,11 @@ class Ec2Fleet:
     def terminate(self, instance_ids: list[str]) -> None:
         if instance_ids:
             self.ec2.terminate_instances(InstanceIds=sorted(set(instance_ids)))
+
+
+def _worth_repeating(error: ClientError) -> bool:
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return status >= 500 or error.response.get("Error", {}).get("Code") in _THROTTLING_CODES
 
 
 def run_tags(run_id: str, attempt: int) -> list[dict[str, str]]:

@@ -8,21 +8,6 @@ from dataclasses import dataclass
 from lambdas.integrations.ec2_fleet import Subnet
 from lambdas.models.run_spec import RunSpec
 
-# EC2 error codes that mean "not here, not now": try the next option instead of failing.
-CAPACITY_ERROR_CODES = frozenset(
-    {
-        "InsufficientInstanceCapacity",
-        "InsufficientCapacity",
-        "InsufficientHostCapacity",
-        "InsufficientFreeAddressesInSubnet",
-        "SpotMaxPriceTooLow",
-        "MaxSpotInstanceCountExceeded",
-        "Unsupported",  # the instance type is not offered in this zone
-        "VcpuLimitExceeded",
-        "InstanceLimitExceeded",
-    }
-)
-
 
 @dataclass(frozen=True)
 class LaunchOption:
@@ -63,3 +48,18 @@ def client_token(run_id: str, attempt: int, option: LaunchOption) -> str:
     """Same run, attempt and option -> same token, so EC2 dedupes a retried call (max 64 chars)."""
     raw = f"{run_id}|{attempt}|{option.instance_type}|{option.subnet_id}|{option.market}"
     return "runctl-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def summarize_refusals(refusals: list[tuple[LaunchOption, str]]) -> list[str]:
+    """'spot g5.xlarge in us-east-1a, us-east-1b: InsufficientInstanceCapacity', one line per
+    market, type and reason in the order tried: bounded by types x markets, not by zones, so the
+    run record stays small however many subnets there are."""
+    zones: dict[tuple[str, str, str], list[str]] = {}
+    for option, reason in refusals:
+        tried = zones.setdefault((option.market, option.instance_type, reason), [])
+        if option.availability_zone not in tried:
+            tried.append(option.availability_zone)
+    return [
+        f"{market} {instance_type} in {', '.join(where)}: {reason}"
+        for (market, instance_type, reason), where in zones.items()
+    ]

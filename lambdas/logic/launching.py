@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from lambdas.dal.runs_table import RunsTable
 from lambdas.env import LambdaEnv
 from lambdas.errors import CapacityUnavailable, RunNotLive
-from lambdas.integrations.ec2_fleet import Ec2Fleet, LaunchedInstance, run_tags
+from lambdas.integrations.ec2_fleet import CapacityRefused, Ec2Fleet, LaunchedInstance, run_tags
 from lambdas.logic.images import choose_image
-from lambdas.logic.launch_plan import CAPACITY_ERROR_CODES, LaunchOption, client_token, launch_plan
+from lambdas.logic.launch_plan import LaunchOption, client_token, launch_plan, summarize_refusals
 from lambdas.logic.stopping import end_starting_attempt_if_stopped
 from lambdas.models.run_record import Attempt
 from lambdas.models.steps import ImageInfo, InstanceInfo, PreviousAttempt, RunContext
@@ -25,6 +25,27 @@ METADATA_OPTIONS = {
     "HttpPutResponseHopLimit": 2,
     "InstanceMetadataTags": "enabled",
 }
+
+
+# Why an option was passed over without asking EC2.
+NOT_TRIED_IN_TIME = "not tried (launch time budget)"
+
+
+@dataclass(frozen=True)
+class LaunchBudget:
+    """How long the launch may keep trying options, from the Lambda's remaining time."""
+
+    remaining_ms: Callable[[], int]
+    # Spot options stop below this when on-demand may follow, so on-demand is still tried: a few
+    # calls (each bounded by the launch client's 5 s connect and 15 s read timeouts), recording
+    # the attempt and returning, inside LaunchInstance's 60 s.
+    on_demand_reserve_ms: int = 25_000
+    # No call starts below this: one slow RunInstances and recording the attempt must still fit.
+    last_call_reserve_ms: int = 10_000
+
+    @staticmethod
+    def unlimited() -> LaunchBudget:
+        return LaunchBudget(lambda: 2**62)
 
 
 def run_instances_request(
@@ -92,20 +113,29 @@ def launch_attempt(
     now: str,
     ready_timeout_seconds: int,
     previous: PreviousAttempt | None = None,
+    budget: LaunchBudget | None = None,
 ) -> InstanceInfo:
     # A retried invocation finds the instance the first one launched (ClientToken alone is not
     # enough: each option has its own token, and the emulator ignores tokens).
     images = attempt_images(run, fleet)
     existing = fleet.attempt_instances(run.run_id, run.attempt)
+    refused: list[str] = []
     if existing:
         launched = existing[0]
         logger.info("attempt already launched", extra={"instance_id": launched.instance_id})
+        # The first call recorded its refusals with the attempt, unless it died before: then
+        # they are unknown and the record keeps whatever it has.
+        recorded_before = table.get(run.run_id)
+        if recorded_before is not None and str(run.attempt) in recorded_before.attempts:
+            refused = recorded_before.attempts[str(run.attempt)].refused or []
     else:
         # No instance for a run the user stopped.
         end_starting_attempt_if_stopped(
             table, run.run_id, run.attempt, previous, datetime.fromisoformat(now).timestamp()
         )
-        launched = _launch_first_available(run, env, fleet, images)
+        launched, refused = _launch_first_available(
+            run, env, fleet, images, budget or LaunchBudget.unlimited()
+        )
     recorded = table.start_attempt(
         run.run_id,
         Attempt(
@@ -115,6 +145,7 @@ def launch_attempt(
             availability_zone=launched.availability_zone,
             market=launched.market,
             started_at=now,
+            refused=refused or None,
         ),
         now,
     )
@@ -141,29 +172,40 @@ def attempt_images(run: RunContext, fleet: Ec2Fleet) -> dict[str, ImageInfo]:
 
 
 def _launch_first_available(
-    run: RunContext, env: LambdaEnv, fleet: Ec2Fleet, images: dict[str, ImageInfo]
-) -> LaunchedInstance:
+    run: RunContext,
+    env: LambdaEnv,
+    fleet: Ec2Fleet,
+    images: dict[str, ImageInfo],
+    budget: LaunchBudget,
+) -> tuple[LaunchedInstance, list[str]]:
+    """The first option EC2 launches, and what was refused (or not tried in time) before it."""
     plan = launch_plan(run.spec, fleet.subnets(env.SUBNET_IDS), run.avoid_placements)
+    on_demand_follows = any(option.market == "on-demand" for option in plan)
     amis: dict[str, tuple[str, str]] = {}
-    refused: list[str] = []
+    refusals: list[tuple[LaunchOption, str]] = []
     for option in plan:
+        reserve = (
+            budget.on_demand_reserve_ms
+            if option.market == "spot" and on_demand_follows
+            else budget.last_call_reserve_ms
+        )
+        if budget.remaining_ms() < reserve:
+            refusals.append((option, NOT_TRIED_IN_TIME))
+            continue
         if option.instance_type not in amis:
             amis[option.instance_type] = fleet.resolve_image(images[option.instance_type])
         image_id, root_device = amis[option.instance_type]
         request = run_instances_request(run, option, env, image_id, root_device)
         try:
             launched = fleet.run_instance(request)
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code not in CAPACITY_ERROR_CODES:
-                raise
-            refused.append(f"{option.describe()}: {code}")
+        except CapacityRefused as refused:
+            refusals.append((option, refused.code))
             logger.info("no capacity, trying the next option", extra={"option": option.describe()})
             continue
         logger.info(
             "launched", extra={"instance_id": launched.instance_id, "option": option.describe()}
         )
-        return launched
+        return launched, summarize_refusals(refusals)
     raise CapacityUnavailable(
-        "no capacity for any allowed option: " + "; ".join(refused or ["none"])
+        "no capacity for any allowed option: " + "; ".join(summarize_refusals(refusals) or ["none"])
     )

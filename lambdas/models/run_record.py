@@ -57,6 +57,11 @@ class Attempt(BaseModel):
     started_at: str | None = None
     ended_at: str | None = None
     end_reason: EndReason | None = None
+    refused: list[str] | None = Field(
+        default=None,
+        description="options EC2 refused (or the time budget skipped) before this instance, "
+        "e.g. 'spot g5.xlarge in us-east-1a, us-east-1b: InsufficientInstanceCapacity'",
+    )
 
 
 # Where an attempt's hourly price came from (lambdas/logic/pricing.py): EC2's spot price history,

@@ -169,6 +169,10 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:runctl-step"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_ms: int = 60_000  # what get_remaining_time_in_millis answers
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 @pytest.fixture
@@ -221,8 +225,8 @@ class ClientOverrides:
     def __init__(self) -> None:
         self.by_service: dict[str, Any] = {}
 
-    def __call__(self, service: str) -> Any:
-        return self.by_service.get(service) or aws_client(service)
+    def __call__(self, service: str, **config: Any) -> Any:
+        return self.by_service.get(service) or aws_client(service, **config)
 
 
 @pytest.fixture

@@ -158,13 +158,14 @@ def test_given_no_capacity_anywhere_when_launched_then_capacity_unavailable_name
         launch()
 
     message = str(caught.value)
+    zones = ", ".join(zone for _, zone in default_subnets)
+    # one line per market and type, in the order tried, naming every zone
     expected = [
-        f"{market} {instance_type} in {zone}: InsufficientInstanceCapacity"
+        f"{market} {instance_type} in {zones}: InsufficientInstanceCapacity"
         for market in ("spot", "on-demand")
-        for _, zone in default_subnets
         for instance_type in ("g5.xlarge", "g4dn.xlarge")
     ]
-    assert len(ec2_spy.run_requests) == len(expected) == 2 * 2 * len(default_subnets)
+    assert len(ec2_spy.run_requests) == 2 * 2 * len(default_subnets)
     assert message == "no capacity for any allowed option: " + "; ".join(expected)
     assert _all_instances(aws) == []
     assert read_record("run-1")["status"] == "PENDING"
@@ -267,3 +268,82 @@ def test_given_run_cancelled_while_launching_when_launched_then_run_not_live_and
         Filters=[{"Name": f"tag:{TAG_RUN_ID}", "Values": ["run-1"]}]
     )["Reservations"]
     assert len([i for r in reservations for i in r["Instances"]]) == 1
+
+
+def test_given_no_spot_capacity_when_launched_then_attempt_records_what_was_refused(
+    launch, ec2_spy, read_record, default_subnets
+):
+    ec2_spy.refuse = lambda request: (
+        "InsufficientInstanceCapacity" if "InstanceMarketOptions" in request else None
+    )
+
+    info = launch()
+
+    assert info["market"] == "on-demand"
+    zones = ", ".join(zone for _, zone in default_subnets)
+    assert read_record("run-1")["attempts"]["1"]["refused"] == [
+        f"spot g5.xlarge in {zones}: InsufficientInstanceCapacity",
+        f"spot g4dn.xlarge in {zones}: InsufficientInstanceCapacity",
+    ]
+
+
+def test_given_first_choice_launches_when_launched_then_attempt_has_no_refusals(
+    launch, read_record
+):
+    launch()
+
+    assert "refused" not in read_record("run-1")["attempts"]["1"]
+
+
+def test_given_launched_attempt_when_handler_is_retried_then_refusals_are_kept(
+    launch, ec2_spy, read_record
+):
+    ec2_spy.refuse = lambda request: (
+        "InsufficientInstanceCapacity" if request["InstanceType"] == "g5.xlarge" else None
+    )
+    launch()
+
+    launch()  # the retry finds the instance and launches nothing
+
+    refused = read_record("run-1")["attempts"]["1"]["refused"]
+    assert refused and refused[0].startswith("spot g5.xlarge in ")
+
+
+def test_given_little_time_left_when_launched_then_spot_is_skipped_for_on_demand(
+    launch, ec2_spy, lambda_context, read_record
+):
+    # Less than the spot options' reserve (25 s) is left, more than the last call's (10 s).
+    lambda_context.remaining_ms = 20_000
+
+    info = launch()
+
+    assert info["market"] == "on-demand"
+    assert all("InstanceMarketOptions" not in request for request in ec2_spy.run_requests)
+    refused = read_record("run-1")["attempts"]["1"]["refused"]
+    assert refused[0].startswith("spot g5.xlarge in ")
+    assert all(line.endswith(": not tried (launch time budget)") for line in refused)
+
+
+def test_given_no_time_left_when_launched_then_capacity_unavailable_without_a_call(
+    launch, ec2_spy, lambda_context, aws
+):
+    lambda_context.remaining_ms = 5_000
+
+    with pytest.raises(CapacityUnavailable, match="not tried \\(launch time budget\\)"):
+        launch()
+
+    assert ec2_spy.run_requests == []
+    assert _all_instances(aws) == []
+
+
+def test_given_throttled_launch_when_launched_then_same_request_is_repeated_once(
+    launch, ec2_spy, instances_of
+):
+    answers = iter(["RequestLimitExceeded"])
+    ec2_spy.refuse = lambda request: next(answers, None)
+
+    info = launch()
+
+    first, repeated = ec2_spy.run_requests
+    assert repeated == first  # same option, same ClientToken: EC2 launches at most once
+    assert [instance["InstanceId"] for instance in instances_of("run-1")] == [info["instance_id"]]
