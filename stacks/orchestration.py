@@ -24,6 +24,7 @@ from stacks.nag_acknowledgements import (
     acknowledge,
     acknowledge_resource_wildcard,
 )
+from stacks.powertools_layer import powertools_layer
 from stacks.step_permissions import StepPermissions
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -42,15 +43,7 @@ LAMBDA_SOURCE_FOLDER: Final = "lambda-source"  # under the cloud assembly's asse
 LAMBDA_ASSET_SKIPPED: Final = ("__pycache__", "*.pyc", "*.pyo", "ruff.toml", ".*")
 
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_12
-# Powertools for AWS Lambda (Python) v3, public layer. It is built with
-# `pip install aws-lambda-powertools[all]` (layer_v3/layer_constructors/helpers.py in
-# aws-powertools/powertools-lambda-python), and [all] includes the parser extra, i.e. pydantic v2;
-# the layer's canary imports pydantic and aws-xray-sdk. So our Lambdas ship no dependencies.
-# Version 27 is the newest listed in the Powertools install docs we checked; bump it together with
-# aws-lambda-powertools in pyproject.toml (`aws lambda get-layer-version-by-arn` shows what it is).
-POWERTOOLS_LAYER_ACCOUNT: Final = "017000801446"
-POWERTOOLS_LAYER_NAME: Final = "AWSLambdaPowertoolsPythonV3-python312-arm64"
-POWERTOOLS_LAYER_VERSION: Final = 27
+# Dependencies: the public Powertools v3 layer for the pinned release (stacks/powertools_layer.py).
 SERVICE_NAME: Final = "runctl"
 DEFAULT_TIMEOUT: Final = Duration.seconds(60)
 
@@ -95,17 +88,7 @@ class Orchestration(Construct):
         if stage is None:
             raise ValueError("Orchestration must be built inside a CDK App (or Stage)")
         self._code = lambda_.Code.from_asset(str(stage_lambda_source(Path(stage.asset_outdir))))
-        self._powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "PowertoolsLayer",
-            self._stack.format_arn(
-                service="lambda",
-                account=POWERTOOLS_LAYER_ACCOUNT,
-                resource="layer",
-                resource_name=f"{POWERTOOLS_LAYER_NAME}:{POWERTOOLS_LAYER_VERSION}",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            ),
-        )
+        self.powertools_layer = powertools_layer(self, "PowertoolsLayer")
 
         permissions = StepPermissions(
             bucket=bucket,
@@ -168,7 +151,7 @@ class Orchestration(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler=entry.handler,
             code=self._code,
-            layers=[self._powertools],
+            layers=[self.powertools_layer],
             memory_size=256,
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,

@@ -77,10 +77,12 @@ def test_each_step_gets_every_lambda_env_variable(synthesized, step):
 
 
 def test_steps_depend_on_the_powertools_v3_layer_only(synthesized):
+    # Which layer (the pinned release's): test_infra_powertools_layer.py
+    layer_arn = synthesized.stack.orchestration.powertools_layer.layer_version_arn
+    expected = synthesized.stack.resolve(layer_arn)
     for name in STEP_NAMES:
         [layer] = _function(synthesized, name)["Properties"]["Layers"]
-        arn = json.dumps(layer)
-        assert ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:" in arn
+        assert layer == expected
 
 
 def test_agent_location_handed_to_the_lambdas_is_the_agent_asset(synthesized):
