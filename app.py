@@ -13,6 +13,14 @@ lists as JSON or comma-separated):
   runctl:vpcId                VPC of the instances' security group. Empty: the default VPC.
   runctl:subnetIds            subnets instances launch in (needs runctl:vpcId). Empty: the launch
                               Lambda discovers the default VPC's default subnets at run time.
+  runctl:vpcEndpoints         true: S3/DynamoDB gateway and ssm, ssmmessages, ec2messages, logs,
+                              states interface endpoints in runctl:vpcId, for private subnets
+                              (default false; stacks/vpc_endpoints.py).
+  runctl:routeTableIds        route tables the gateway endpoints go in (needs runctl:vpcEndpoints).
+  runctl:endpointSubnetIds    subnets of the interface endpoints, one per AZ (default:
+                              runctl:subnetIds).
+  runctl:publicIp             auto (default) | always | never: a public IPv4 on the instance; auto
+                              = none with runctl:vpcEndpoints, else the subnet's own setting.
   runctl:dataBuckets          extra buckets instances (and ValidateRun) may list and read data from.
   runctl:rootVolumeGiB        root volume size in the launch template (default 100); a RunSpec's
                               volume_gb overrides it per run.
