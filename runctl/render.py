@@ -18,7 +18,7 @@ from lambdas.logic.failure_text import FAILURE_LINE_WIDTH, failure_line, failure
 from lambdas.models.run_record import Attempt, MetricSummary, RunRecord
 from runctl.client.client import RunState
 from runctl.client.costs import PRICE_SOURCE_LABELS, cost_label, cost_of, format_usd
-from runctl.client.follow import RunEvent, RunOutcome, describe_attempt
+from runctl.client.follow import RunEvent, RunOutcome, describe_attempt, describe_refusals
 from runctl.client.formatting import (
     describe_environment,
     describe_gpu,
@@ -103,6 +103,10 @@ class FollowDisplay(LiveLine):
             out.print(f"[bold cyan]●[/] status {styled_status(event.text)}")
         elif event.kind == "attempt":
             out.print(f"  [cyan]↳[/] {escape(event.text)}")
+            attempt = event.data.get("attempt") if event.data else None
+            refusals = describe_refusals(attempt) if attempt is not None else None
+            if refusals:
+                out.print(f"    {refusals}", markup=False, style="yellow", soft_wrap=True)
         elif event.kind == "metric":
             self.latest_metrics = dict(event.data)
             out.print(f"  [magenta]metric[/] {escape(_metrics_text(event.data))}")
@@ -192,6 +196,9 @@ def print_state(state: RunState, verbose: bool = False) -> None:
     attempt = record.attempts.get(str(record.attempt))
     if attempt is not None:
         console.print(f"  {escape(describe_attempt(attempt))}")
+        refusals = describe_refusals(attempt)
+        if refusals:
+            console.print(f"  {refusals}", markup=False, soft_wrap=True)
     setup = record.setup.get(str(record.attempt))
     if setup:
         console.print(
@@ -327,7 +334,7 @@ def _attempts_table(details: RunDetails) -> Table:
         table.add_row(
             str(attempt.number),
             escape(f"{attempt.instance_type or '-'} {attempt.instance_id or ''}".strip()),
-            attempt.market or "-",
+            escape(_market_cell(attempt)),
             attempt.availability_zone or "-",
             _short_time(attempt.started_at),
             escape(describe_environment(setup.get(str(attempt.number), {}).get("environment"))),
@@ -336,6 +343,16 @@ def _attempts_table(details: RunDetails) -> Table:
             escape(cost_text),
         )
     return table
+
+
+def _market_cell(attempt: Attempt) -> str:
+    """'on-demand' and, under it, the pools refused first: 'not: spot g5.xlarge, spot g4dn...'."""
+    market = attempt.market or "-"
+    if not attempt.refused:
+        return market
+    # 'spot g5.xlarge in us-east-1a, ...: Code' -> 'spot g5.xlarge' (status shows the whole line)
+    pools = dict.fromkeys(line.split(" in ", 1)[0] for line in attempt.refused)
+    return f"{market}\nnot: {', '.join(pools)}"
 
 
 def _metrics_table(details: RunDetails) -> Table:

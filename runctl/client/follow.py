@@ -49,6 +49,14 @@ def describe_attempt(attempt: Attempt) -> str:
     return f"attempt {attempt.number}: " + " ".join(part for part in parts if part) + where
 
 
+def describe_refusals(attempt: Attempt) -> str | None:
+    """'launched after: spot g5.xlarge in us-east-1a: InsufficientInstanceCapacity; ...': why
+    the attempt is not on its first choice (None when it is)."""
+    if not attempt.refused:
+        return None
+    return "launched after: " + "; ".join(attempt.refused)
+
+
 @dataclass(frozen=True)
 class LogLine:
     attempt: int

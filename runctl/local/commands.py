@@ -82,6 +82,14 @@ def run(
         list[float] | None,
         typer.Option(help="lose the instance without warning N s after the start (repeatable)"),
     ] = None,
+    no_capacity: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="TYPE[:spot|:on-demand]",
+            help="EC2 refuses this instance type (in this market; both without one) with "
+            "InsufficientInstanceCapacity, HTTP 500, as AWS does (repeatable)",
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run SCRIPT through the TrainRun state machine on this machine and wait for it.
@@ -89,10 +97,15 @@ def run(
     Takes the same flags as `runctl submit`: change `local run` to `submit` to go to the cloud.
     """
     # The emulator (moto) takes a second to import: only `local run` pays for it.
+    from runctl.local.capacity import CapacitySpecInvalid, NoCapacity
     from runctl.local.deploy import LocalSettings
     from runctl.local.faults import Fault
     from runctl.local.session import LocalSession
 
+    try:
+        refused_pools = [NoCapacity.parse(text) for text in no_capacity or []]
+    except CapacitySpecInvalid as error:
+        raise typer.BadParameter(str(error), param_hint="--no-capacity") from error
     plan = plan_run(request, local_data=True)  # fail fast, before starting the emulator
     folders = [scan_data_folder(item) for item in plan.local_data]  # an empty one, too
     work_dir = _local(ctx).work_dir
@@ -104,6 +117,8 @@ def run(
         *(Fault("kill", seconds) for seconds in kill_instance_after or []),
     ]
     with LocalSession(work_dir, LocalSettings()) as session:
+        for pool in refused_pools:
+            session.emulator.capacity.refuse(pool)
         code_uri, _ = session.upload_code(package)
         data_uris = _upload_data(session, folders)
         spec = plan.spec(code_uri, package.sha256, source_info(plan.project_root), data_uris)
