@@ -168,11 +168,16 @@ def local_names(
             names.name(logical_id, kind, local.name, arn=local.arn)
             variables = body["Properties"].get("Environment", {}).get("Variables", {})
             for variable, value in variables.items():
-                if isinstance(value, dict) and set(value) == {"Ref"}:
+                local_value = local.environment.get(variable)
+                if not isinstance(value, dict) or not local_value:
+                    continue
+                if set(value) == {"Ref"} and value["Ref"] in resources:
                     target = value["Ref"]
-                    if target in resources and variable in local.environment:
-                        target_kind = resources[target]["Type"]
-                        names.name(target, target_kind, local.environment[variable])
+                    names.name(target, resources[target]["Type"], local_value)
+                elif set(value) == {"Fn::GetAtt"}:
+                    # e.g. SECURITY_GROUP_ID = the group's GroupId
+                    target, attribute = value["Fn::GetAtt"]
+                    names.attributes[(target, attribute)] = local_value
         elif kind == "AWS::StepFunctions::StateMachine":
             construct_id = body.get("Path", "").rstrip("/").split("/")[-2:-1]
             for name, arn in state_machines.items():

@@ -190,7 +190,11 @@ def _ec2_run_instances(call: Call, lookup: Lookup) -> list[Request]:
     subnets.append(params.get("NetworkInterface.1.SubnetId"))
     for subnet in {str(item) for item in subnets if item}:
         requests.append(Request("ec2:RunInstances", ec2_arn(call, "subnet", subnet)))
-    groups = _indexed(params, "SecurityGroupId") + list(template.get("SecurityGroupIds") or [])
+    groups = [
+        *_indexed(params, "SecurityGroupId"),
+        *_indexed(params, "NetworkInterface.1.SecurityGroupId"),
+        *(template.get("SecurityGroupIds") or []),
+    ]
     for group in dict.fromkeys(str(item) for item in groups):
         requests.append(Request("ec2:RunInstances", ec2_arn(call, "security-group", group)))
     # Tagging on create is authorized as CreateTags with ec2:CreateAction = RunInstances.

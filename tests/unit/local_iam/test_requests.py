@@ -190,3 +190,14 @@ def test_an_unmapped_operation_is_none_so_it_can_be_denied_by_name():
     call = Call("ec2", "CreateFleet", {}, ACCOUNT, REGION)
     assert authorizations(call, FakeLookup()) is None
     assert authorizations(Call("sqs", "SendMessage", {}, ACCOUNT, REGION), FakeLookup()) is None
+
+
+def test_a_network_interface_launch_is_authorized_on_its_group_and_subnet():
+    params = {
+        "LaunchTemplate.LaunchTemplateId": "lt-0abc",
+        "NetworkInterface.1.SubnetId": "subnet-2",
+        "NetworkInterface.1.SecurityGroupId.1": "sg-1",
+        "NetworkInterface.1.DeviceIndex": "0",
+    }
+    resources = {item.resource for item in needed("ec2", "RunInstances", params)}
+    assert {f"{EC2}:subnet/subnet-2", f"{EC2}:security-group/sg-1"} <= resources
