@@ -20,6 +20,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from bench.capacity import on_demand_figures, print_on_demand_figures
 from bench.environments import environment_figures
 from bench.history import worst_case_boot_polls, worst_case_history_events
 from lambdas.constants import handoff_key, log_stream_name
@@ -190,6 +191,7 @@ def main() -> None:
         },
     }
     results["environment_install_vs_restore"] = environment_figures()
+    results["launch_on_demand_every_spot_pool_refused"] = on_demand = on_demand_figures()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'figure':<48} value")
     print(
@@ -229,6 +231,7 @@ def main() -> None:
             f"{pair['restore_seconds_median']:.2f} s "
             f"(x{pair['install_to_restore_ratio']:.1f})"
         )
+    print_on_demand_figures(on_demand)
     print(f"written to {RESULTS}")
 
 
