@@ -62,9 +62,7 @@ def _agents(instance: LocalInstance) -> list[psutil.Process]:
 def _assert_no_instance_left(session: LocalSession, run_id: str) -> None:
     assert set(session.live_instances()) & session.run_instance_ids(run_id) == set()
     for instance_id in session.run_instance_ids(run_id):
-        instance = session.emulator.fleet.get(instance_id)
-        assert instance is not None
-        assert instance.processes() == []
+        assert session.emulator.fleet.get(instance_id).processes() == []
 
 
 def test_agent_that_cannot_start_ends_the_attempt_agent_failed_and_resumes_at_once(session, runner):
