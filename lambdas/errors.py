@@ -43,11 +43,6 @@ class BootstrapFailed(RunctlError):
     """Installing the agent over SSM failed or did not finish in time."""
 
 
-class AgentStartFailed(RunctlError):
-    """The start command ran but the agent process did not start (or not in time): the attempt
-    ends agent-failed and PlanNextAttempt tries another instance at once."""
-
-
 class SweepSpecInvalid(RunctlError):
     """The SweepSpec is wrong, or its runs could not start (missing code); nothing has started."""
 

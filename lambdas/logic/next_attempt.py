@@ -12,7 +12,6 @@ from lambdas.constants import (
     ERROR_SCRIPT_FAILED,
 )
 from lambdas.dal.runs_table import RunsTable
-from lambdas.errors import AgentStartFailed
 from lambdas.logic.finalizing import (
     attempt_seconds,
     interruption_reason,
@@ -32,10 +31,6 @@ PREEMPTIONS = frozenset({EndReason.SPOT_INTERRUPTED, EndReason.REBALANCE, EndRea
 LOST_INSTANCE_ERRORS = frozenset({ERROR_INSTANCE_LOST, "InstanceLost", "States.HeartbeatTimeout"})
 # A GPU instance whose driver does not answer is worth one more instance, not more.
 GPU_RETRIES = 1
-# An agent that did not start (StartAgent's confirmation) is tried on another instance at once;
-# twice more at most, since a fault that follows the run (a broken agent build) fails them all.
-AGENT_START_RETRIES = 2
-ERROR_AGENT_START_FAILED = AgentStartFailed.__name__  # a step fails with its class name
 # AWS gives two minutes between the warning and the termination; a little slack on top.
 HANDOFF_WAIT_SECONDS = 150
 
@@ -55,8 +50,6 @@ def attempt_end_reason(
         return EndReason.SCRIPT_FAILED
     if name == ERROR_GPU_UNAVAILABLE:
         return EndReason.ENVIRONMENT_FAILED
-    if name == ERROR_AGENT_START_FAILED:
-        return EndReason.AGENT_FAILED
     return None
 
 
@@ -111,15 +104,6 @@ def plan_next_attempt(
                 resume=False,
                 reason=reason.value,
                 detail=f"no working GPU on {tried + 1} instances",
-            )
-    elif reason is EndReason.AGENT_FAILED:
-        # Only failed starts resume, so every agent-failed attempt before this one was one.
-        tried = _count(record, frozenset({EndReason.AGENT_FAILED}))
-        if tried >= AGENT_START_RETRIES:
-            return NextAttemptPlan(
-                resume=False,
-                reason=reason.value,
-                detail=f"the agent did not start on {tried + 1} instances",
             )
     else:
         used = _count(record, PREEMPTIONS)

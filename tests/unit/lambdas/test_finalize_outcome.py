@@ -130,7 +130,6 @@ def test_given_states_timeout_at_train_timeout_or_unknown_age_when_decided_then_
         ("InstanceStartTimeout", EndReason.START_TIMEOUT),
         ("InstanceLost", EndReason.INSTANCE_LOST),
         ("BootstrapFailed", EndReason.BOOTSTRAP_FAILED),
-        ("AgentStartFailed", EndReason.AGENT_FAILED),
         (ERROR_AGENT_FAILED, EndReason.AGENT_FAILED),
         (ERROR_SCRIPT_FAILED, EndReason.SCRIPT_FAILED),
         ("States.HeartbeatTimeout", EndReason.INSTANCE_LOST),
