@@ -25,6 +25,7 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 from lambdas.env import lambda_env
 from lambdas.integrations.aws_clients import aws_client
 from runctl.local import lambda_bridge
+from runctl.local.capacity import CapacityFaults
 from runctl.local.ec2_bridge import Ec2Bridge
 from runctl.local.iam.enforcer import Enforcer
 from runctl.local.iam.local import enforce_iam
@@ -48,6 +49,8 @@ class Emulator:
         self.fleet = LocalFleet(root, {}, boot_seconds)
         # Called with each key whose upload begins (fault injection keys on them).
         self.on_upload_started: list[Callable[[str], None]] = []
+        # Instance types and markets EC2 refuses, answered over HTTP (runctl/local/capacity.py).
+        self.capacity = CapacityFaults()
         self._stack = ExitStack()
 
     def __enter__(self) -> Emulator:
@@ -96,6 +99,7 @@ class Emulator:
             stack.enter_context(
                 mock.patch.object(target, name, _as_method(replacement), create=True)
             )
+        stack.enter_context(self.capacity.installed())
         # moto logs every failed state at ERROR; a failed run is reported by runctl itself.
         for noisy in ("werkzeug", "moto.stepfunctions"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
