@@ -248,8 +248,8 @@ class SweepRun(BaseModel):
     swept: dict[str, HyperparameterValue]
 
 
-class SweepPlan(BaseModel):
-    """ExpandSweep's output, the Sweep state machine's state, and sweeps/<id>/plan.json."""
+class SweepHeader(BaseModel):
+    """What every step of a sweep needs to know of it (the runs themselves aside)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -260,5 +260,10 @@ class SweepPlan(BaseModel):
     tolerated_failure_percentage: float
     stop_on_failure: bool
     total_runs: int
+
+
+class SweepPlan(SweepHeader):
+    """sweeps/<id>/plan.json: the sweep and each run's values (the state carries SweepStart)."""
+
     base_spec: dict[str, Any] = Field(description="the RunSpec each run merges its values into")
     runs: list[SweepRun]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.models.run_spec import HyperparameterValue
-from lambdas.models.sweep_spec import SweepPlan
+from lambdas.models.sweep_spec import SweepHeader, SweepPlan
 
 
 class SweepRunStatus(StrEnum):
@@ -126,18 +126,11 @@ class ExpandSweepInput(_Payload):
     execution_arn: str
 
 
-class SweepStart(_Payload):
+class SweepStart(SweepHeader):
     """ExpandSweep's output, the Sweep's state: what the Map needs, and the run indices. The runs
     themselves (swept values, base spec) stay in plan.json, so the state does not grow with the
     runs' inputs: 1,000 indices are under 4 KiB."""
 
-    sweep_id: str
-    execution_arn: str
-    max_parallel: int
-    objective: str | None
-    tolerated_failure_percentage: float
-    stop_on_failure: bool
-    total_runs: int
     indices: list[int]
 
     @classmethod
