@@ -60,7 +60,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -71,6 +71,8 @@ from .layout import env_archive_key, s3_uri
 from .s3io import CHECKSUM, download_file, is_missing
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 DEPENDENCY_FILE = "requirements.txt"
 # Part of every cache key: bump it when what an environment holds or how it is archived changes.
@@ -242,33 +244,35 @@ def _resolve_interpreter(interpreter: str) -> str:
 
 
 def _probe_image(interpreter: str) -> _ImageFacts:
+    def read(answer: Any) -> _ImageFacts:
+        return _ImageFacts(
+            version=str(answer["version"]),
+            venv=bool(answer["venv"]),
+            site_packages=[str(path) for path in answer["site_packages"]],
+        )
+
+    return _ask_python(interpreter, _PROBE, f"the image's Python {interpreter}", read)
+
+
+def _ask_python(python: str, code: str, who: str, read: Callable[[Any], _T]) -> _T:
+    """Run `python -c code` (time bounded) and return read() of the last line it prints, parsed
+    as JSON; EnvironmentFailed ("<who> does not run: ...") when it does not run, fails, or
+    prints no such answer."""
     try:
         done = subprocess.run(
-            [interpreter, "-c", _PROBE],
+            [python, "-c", code],
             capture_output=True,
             text=True,
             timeout=_PROBE_TIMEOUT,
             check=False,
             stdin=subprocess.DEVNULL,
         )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise EnvironmentFailed(
-            f"the image's Python {interpreter} does not run: {error}"
-        ) from error
-    lines = done.stdout.strip().splitlines()
-    try:
+        lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             raise ValueError(_last_line(done.stderr + done.stdout) or f"exit {done.returncode}")
-        answer = json.loads(lines[-1])
-        return _ImageFacts(
-            version=str(answer["version"]),
-            venv=bool(answer["venv"]),
-            site_packages=[str(path) for path in answer["site_packages"]],
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise EnvironmentFailed(
-            f"the image's Python {interpreter} does not run: {_cut(str(error))}"
-        ) from error
+        return read(json.loads(lines[-1]))
+    except (ValueError, KeyError, TypeError, OSError, subprocess.SubprocessError) as error:
+        raise EnvironmentFailed(f"{who} does not run: {_cut(str(error))}") from error
 
 
 # --- what the cache key covers of the requirements ---
@@ -577,30 +581,12 @@ def _layer_image_packages(python: str, facts: _ImageFacts) -> None:
     sys.path (after the environment's own), through a .pth file."""
     if not facts.venv or not facts.site_packages:
         return
-    try:
-        done = subprocess.run(
-            [python, "-c", _ENV_PATHS],
-            capture_output=True,
-            text=True,
-            timeout=_PROBE_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if done.returncode != 0:
-            raise ValueError(_last_line(done.stderr + done.stdout) or f"exit {done.returncode}")
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-        site_dir, visible = Path(answer["purelib"]), set(answer["path"])
-    except (
-        ValueError,
-        KeyError,
-        TypeError,
-        IndexError,
-        OSError,
-        subprocess.SubprocessError,
-    ) as error:
-        raise EnvironmentFailed(
-            f"the new environment's Python does not run: {_cut(str(error))}"
-        ) from error
+    site_dir, visible = _ask_python(
+        python,
+        _ENV_PATHS,
+        "the new environment's Python",
+        lambda answer: (Path(answer["purelib"]), set(answer["path"])),
+    )
     # Only what it does not see already (an image venv with system site-packages lists its
     # base's too); addsitedir also reads the image's own .pth files, as the image Python does.
     lines = [
