@@ -296,6 +296,30 @@ def profile_of(cdk_args: Sequence[str]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Synthesized:
+    """A freshly synthesized assembly's stacks, and what deploy and destroy act on them with."""
+
+    run: Runner
+    session: boto3.Session
+    targets: list[StackTarget]
+
+
+def _synthesized(
+    cdk_args: Sequence[str],
+    run: Runner | None,
+    session_factory: SessionFactory | None,
+    assembly: Path | None,
+) -> _Synthesized | int:
+    """`cdk synth` into the assembly, then its stacks and a session for them (--profile among
+    cdk_args); synth's exit code when it fails."""
+    run = run or run_command
+    if code := run([*CDK, "synth", "--quiet", *cdk_args]):
+        return code
+    session = (session_factory or _session)(profile_of(cdk_args))
+    return _Synthesized(run, session, stack_targets(assembly or PROJECT_ROOT / ASSEMBLY))
+
+
 def deploy(
     cdk_args: Sequence[str] = (),
     *,
@@ -305,19 +329,16 @@ def deploy(
     assembly: Path | None = None,
 ) -> int:
     """synth, bootstrap the stack's environment if needed, deploy the synthesized assembly."""
-    run = run or run_command
-    assembly = assembly or PROJECT_ROOT / ASSEMBLY
+    synthesized = _synthesized(cdk_args, run, session_factory, assembly)
+    if isinstance(synthesized, int):
+        return synthesized
     profile = profile_of(cdk_args)
-    if code := run([*CDK, "synth", "--quiet", *cdk_args]):
-        return code
-    session = (session_factory or _session)(profile)
     profile_args = ["--profile", profile] if profile else []
-    targets = stack_targets(assembly)
-    for target in targets:  # before anything changes in the account
-        check_default_vpc(target, session)
-    for target in targets:
-        ensure_bootstrapped(target, session, run, profile_args)
-    return run(
+    for target in synthesized.targets:  # before anything changes in the account
+        check_default_vpc(target, synthesized.session)
+    for target in synthesized.targets:
+        ensure_bootstrapped(target, synthesized.session, synthesized.run, profile_args)
+    return synthesized.run(
         [*CDK, "deploy", "--app", ASSEMBLY, "--require-approval", require_approval, *cdk_args]
     )
 
@@ -331,14 +352,13 @@ def destroy(
     assembly: Path | None = None,
 ) -> int:
     """synth, say what stays, `cdk destroy` the synthesized assembly's stack."""
-    run = run or run_command
-    assembly = assembly or PROJECT_ROOT / ASSEMBLY
-    if code := run([*CDK, "synth", "--quiet", *cdk_args]):
-        return code
-    session = (session_factory or _session)(profile_of(cdk_args))
-    for target in stack_targets(assembly):
-        describe_what_stays(target, session)
-    return run([*CDK, "destroy", "--app", ASSEMBLY, *(["--force"] if force else []), *cdk_args])
+    synthesized = _synthesized(cdk_args, run, session_factory, assembly)
+    if isinstance(synthesized, int):
+        return synthesized
+    for target in synthesized.targets:
+        describe_what_stays(target, synthesized.session)
+    force_args = ["--force"] if force else []
+    return synthesized.run([*CDK, "destroy", "--app", ASSEMBLY, *force_args, *cdk_args])
 
 
 def run_command(command: Sequence[str]) -> int:
