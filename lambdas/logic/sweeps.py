@@ -18,7 +18,8 @@ from lambdas.env import LambdaEnv
 from lambdas.errors import RunSpecInvalid, SweepSpecInvalid
 from lambdas.integrations.sweep_files import SweepFiles
 from lambdas.logic.validation import validate_run
-from lambdas.models.run_spec import HyperparameterValue
+from lambdas.models.bounds import json_size
+from lambdas.models.run_spec import HyperparameterValue, RunSpec, validation_problems
 from lambdas.models.steps import ValidateInput
 from lambdas.models.sweep_spec import (
     MAX_SWEEP_ID_LENGTH,
@@ -150,12 +151,11 @@ def plan_sweep(spec: SweepSpec, sweep_id: str, execution_arn: str = "") -> Sweep
     # sends `experiment: null` when none was given).
     if base_spec.get("experiment") is None:
         base_spec["experiment"] = sweep_id
-    # Each run's RunSpec is valid by construction: the base is a RunSpec, and the swept values
-    # were checked as the same HyperparameterValue type RunSpec uses.
     runs = [
         SweepRun(index=index, run_id=child_run_id(sweep_id, index), swept=swept)
         for index, swept in enumerate(sweep_points(spec))
     ]
+    _check_run_specs(base_spec, runs)
     plan = SweepPlan(
         sweep_id=sweep_id,
         execution_arn=execution_arn,
@@ -174,6 +174,26 @@ def plan_sweep(spec: SweepSpec, sweep_id: str, execution_arn: str = "") -> Sweep
             "a sweep's plan may have: fewer runs, or shorter hyperparameter values"
         )
     return plan
+
+
+def _check_run_specs(base_spec: dict[str, Any], runs: list[SweepRun]) -> None:
+    """SweepSpecInvalid, naming the field, when some run's RunSpec (the base with its swept
+    values) is not one. The base is a RunSpec and each swept value was checked as RunSpec checks
+    a hyperparameter, so only the merged hyperparameters' count and size can make a run's spec
+    invalid, and both checks grow with them: the runs with the most names and with the largest
+    hyperparameters stand for all."""
+    base_values = base_spec.get("hyperparameters", {})
+    merged = [{**base_values, **run.swept} for run in runs]
+    most = max(range(len(runs)), key=lambda index: len(merged[index]))
+    largest = max(range(len(runs)), key=lambda index: json_size(merged[index]))
+    for index in dict.fromkeys((most, largest)):
+        try:
+            RunSpec.model_validate(run_spec_for(base_spec, runs[index].swept))
+        except ValidationError as error:
+            problems = "; ".join(validation_problems(error, under="base_spec"))
+            raise SweepSpecInvalid(
+                f"{problems} (run {index}: the base spec with the values the sweep gives it)"
+            ) from error
 
 
 def expand_sweep(

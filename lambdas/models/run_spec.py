@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lambdas.models.bounds import json_size
 
 # \Z, not $: Python's $ also matches before a trailing newline.
 S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)\Z")
@@ -15,7 +25,27 @@ HPARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 IMAGE_PATTERN = r"^(al2023|dlami-pytorch|ami-[0-9a-f]{8,17})$"
-MAX_ARG_BYTES = 32 * 1024
+# One arg, environment value or string hyperparameter, in characters: no more than its field's
+# total (MAX_*_JSON_BYTES below) anyway.
+MAX_ARG_BYTES = 16 * 1024
+# s3:// + a bucket name (63 at most) + / + a key (1,024 bytes at most).
+MAX_S3_URI_CHARS = 5 + 63 + 1 + 1024
+MAX_INSTANCE_TYPE_CHARS = 40
+
+# The RunSpec travels through the TrainRun state: twice at its largest (ValidateRun's RunContext
+# beside the raw input; a resumed attempt's RunContext beside the current one, with a caught
+# error's cause of up to 64 KiB once escaped), and three times in a Sweep item (its input, and
+# the failed run's description inside the caught error's cause, escaped twice: at most 2x). Step
+# Functions fails the execution past 256 KiB (States.DataLimitExceeded, which States.ALL does not
+# catch), so a RunSpec is at most 64 KiB as JSON: 3 x 64 KiB + the rest stays under it
+# (docs/architecture.md, "Payload limits"). Sizes are counted as lambdas/models/bounds.py counts.
+MAX_SPEC_JSON_BYTES = 64 * 1024
+MAX_ARGS = 1000
+MAX_ARGS_JSON_BYTES = 16 * 1024
+MAX_ENVIRONMENT_VARIABLES = 256
+MAX_ENVIRONMENT_JSON_BYTES = 16 * 1024
+MAX_HYPERPARAMETERS = 256
+MAX_HYPERPARAMETERS_JSON_BYTES = 16 * 1024
 
 
 def _no_nul(value: str) -> str:
@@ -39,9 +69,9 @@ def _relative_path(value: str) -> str:
     return value
 
 
-S3Uri = Annotated[str, AfterValidator(_s3_uri)]
-SafeStr = Annotated[str, AfterValidator(_no_nul), Field(max_length=MAX_ARG_BYTES)]
-RelativePath = Annotated[str, AfterValidator(_relative_path), Field(max_length=1024)]
+S3Uri = Annotated[str, Field(max_length=MAX_S3_URI_CHARS), AfterValidator(_s3_uri)]
+SafeStr = Annotated[str, Field(max_length=MAX_ARG_BYTES), AfterValidator(_no_nul)]
+RelativePath = Annotated[str, Field(max_length=1024), AfterValidator(_relative_path)]
 
 
 def _no_nul_if_text(value: bool | int | float | str) -> bool | int | float | str:
@@ -165,15 +195,31 @@ class RunSpec(BaseModel):
 
     code: CodeSource
     entry_point: RelativePath = Field(description="script inside the archive, e.g. train.py")
-    args: list[SafeStr] = Field(default_factory=list, description="passed to the script verbatim")
+    args: list[SafeStr] = Field(
+        default_factory=list,
+        max_length=MAX_ARGS,
+        description=f"passed to the script verbatim; at most {MAX_ARGS_JSON_BYTES:,} bytes as JSON",
+    )
     hyperparameters: dict[
         Annotated[str, Field(pattern=HPARAM_NAME_PATTERN)], HyperparameterValue
-    ] = Field(default_factory=dict, description="given to the script as JSON in RUNCTL_HPARAMS")
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_HYPERPARAMETERS,
+        description=(
+            "given to the script as JSON in RUNCTL_HPARAMS; at most "
+            f"{MAX_HYPERPARAMETERS_JSON_BYTES:,} bytes as JSON"
+        ),
+    )
     hyperparameters_as_args: bool = Field(
         default=False, description="also pass each hyperparameter as '--key value'"
     )
     environment: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], SafeStr] = Field(
-        default_factory=dict, description="extra environment variables for the script"
+        default_factory=dict,
+        max_length=MAX_ENVIRONMENT_VARIABLES,
+        description=(
+            "extra environment variables for the script; at most "
+            f"{MAX_ENVIRONMENT_JSON_BYTES:,} bytes as JSON"
+        ),
     )
     interpreter: str | None = Field(
         default=None,
@@ -183,7 +229,12 @@ class RunSpec(BaseModel):
             "/opt/pytorch/bin/python on dlami-pytorch)"
         ),
     )
-    instance_types: list[Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN)]] | None = Field(
+    instance_types: (
+        list[
+            Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN, max_length=MAX_INSTANCE_TYPE_CHARS)]
+        ]
+        | None
+    ) = Field(
         default=None,
         min_length=1,
         max_length=20,
@@ -217,7 +268,19 @@ class RunSpec(BaseModel):
         reserved = sorted(name for name in value if name.upper().startswith(("RUNCTL_", "AWS_")))
         if reserved:
             raise ValueError(f"names starting with RUNCTL_ or AWS_ are reserved: {reserved}")
-        return value
+        return _within(value, MAX_ENVIRONMENT_JSON_BYTES)
+
+    @field_validator("args")
+    @classmethod
+    def _args_within(cls, value: list[str]) -> list[str]:
+        return _within(value, MAX_ARGS_JSON_BYTES)
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters_within(
+        cls, value: dict[str, bool | int | float | str]
+    ) -> dict[str, bool | int | float | str]:
+        return _within(value, MAX_HYPERPARAMETERS_JSON_BYTES)
 
     @field_validator("data")
     @classmethod
@@ -228,12 +291,48 @@ class RunSpec(BaseModel):
             raise ValueError(f"data names must be unique, repeated: {duplicates}")
         return value
 
+    @model_validator(mode="after")
+    def _spec_within(self) -> RunSpec:
+        # instance_types is left out: ValidateRun fills in the stack's default list after this
+        # check, and every later step validates the RunSpec again. It is bounded on its own (20
+        # names of 40 characters, under 1 KiB), in the margin.
+        fields = self.model_dump(mode="json", exclude={"instance_types"})
+        size = json_size(fields)
+        if size > MAX_SPEC_JSON_BYTES:
+            sizes = sorted(((json_size(v), k) for k, v in fields.items()), reverse=True)
+            largest = ", ".join(f"{name} {taken:,}" for taken, name in sizes[:3])
+            raise ValueError(
+                f"takes {size:,} bytes as JSON, more than the {MAX_SPEC_JSON_BYTES:,} a RunSpec "
+                f"may take (largest fields, in bytes: {largest})"
+            )
+        return self
+
+
+_Sized = TypeVar("_Sized")
+
+
+def _within(value: _Sized, max_bytes: int) -> _Sized:
+    size = json_size(value)
+    if size > max_bytes:
+        raise ValueError(
+            f"takes {size:,} bytes as JSON, more than the {max_bytes:,} allowed: fewer or "
+            "shorter values"
+        )
+    return value
+
 
 def describe_validation_error(error: ValidationError) -> str:
     """One line per problem, each naming the field: 'instance_types.0: String should match ...'."""
+    return "; ".join(validation_problems(error))
+
+
+def validation_problems(error: ValidationError, under: str | None = None) -> list[str]:
+    """Each problem as 'field: message'; `under` names the field the RunSpec is in, if any
+    ('base_spec' -> 'base_spec.args: ...')."""
     lines = []
     for problem in error.errors(include_url=False):
-        field = ".".join(str(part) for part in problem["loc"]) or "(RunSpec)"
+        parts = [under, *problem["loc"]] if under else problem["loc"]
+        field = ".".join(str(part) for part in parts) or "(RunSpec)"
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{field}: {message}")
-    return "; ".join(lines)
+    return lines

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from lambdas.models.bounds import json_size
 from lambdas.models.run_spec import HPARAM_NAME_PATTERN, HyperparameterValue, RunSpec
 
 # Each run adds 15 events to the Sweep's history (Map iteration started/succeeded 2,
@@ -39,6 +40,10 @@ MAX_PARALLEL_RUNS = 40
 # Run ids are `<sweep id>-r<index>` (RunContext: at most 80 characters).
 RUN_INDEX_WIDTH = 3
 MAX_SWEEP_ID_LENGTH = 80 - len("-r") - RUN_INDEX_WIDTH
+# The SweepSpec is the Sweep execution's input and, with the sweep id and execution ARN, the
+# input of ExpandSweep: Step Functions allows 256 KiB for each. Twice a RunSpec's own bound leaves
+# room for the grid and the random space, and a wide margin.
+MAX_SWEEP_SPEC_JSON_BYTES = 128 * 1024
 OBJECTIVE_PATTERN = re.compile(r"^(?P<metric>[A-Za-z_][A-Za-z0-9_./-]{0,127}):(?P<goal>min|max)\Z")
 
 HyperparameterName = Annotated[str, Field(pattern=HPARAM_NAME_PATTERN)]
@@ -219,6 +224,12 @@ class SweepSpec(BaseModel):
             raise ValueError(
                 f"the sweep has {self.run_count} runs, more than the {MAX_SWEEP_RUNS} one sweep "
                 "may have: fewer values, fewer samples, or several sweeps"
+            )
+        size = json_size(self.model_dump(mode="json"))
+        if size > MAX_SWEEP_SPEC_JSON_BYTES:
+            raise ValueError(
+                f"takes {size:,} bytes as JSON, more than the {MAX_SWEEP_SPEC_JSON_BYTES:,} a "
+                "SweepSpec may take (it is the Sweep execution's input): fewer or shorter values"
             )
         return self
 

@@ -267,8 +267,9 @@ def test_a_sweep_id_too_long_for_its_run_ids_is_refused():
 
 
 def test_a_plan_too_large_is_refused():
-    long_values = ["x" * 4000 + str(index) for index in range(300)]
-    spec = parse_sweep_spec(sweep(grid={"tag": long_values}))
+    # Each 1,100-byte value is in 10 runs' plan entries: ~1.1 MiB of plan from a ~110 KiB spec.
+    long_values = ["x" * 1100 + str(index) for index in range(100)]
+    spec = parse_sweep_spec(sweep(grid={"tag": long_values, "seed": list(range(10))}))
 
     with pytest.raises(SweepSpecInvalid) as caught:
         plan_sweep(spec, "sweep-a")
