@@ -96,6 +96,14 @@ def exit_status(result: AgentResult) -> int:
     return 0 if result.outcome in (SUCCEEDED, INTERRUPTED) else 1
 
 
+def write_started_file(path: Path) -> None:
+    """The pid, whole or not at all (temp name, then rename): the start command reads it as
+    proof that this process runs, before the attempt's first S3 call could fail or hang."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(str(os.getpid()))
+    os.replace(temporary, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """exit_status() of the attempt, or 2 when the config is unusable."""
     parser = argparse.ArgumentParser(
@@ -105,9 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", required=True, help="s3:// URI of the attempt's agent-config.json"
     )
+    parser.add_argument(
+        "--started-file",
+        type=Path,
+        help="written with this process's pid once the agent runs (the start command waits for it)",
+    )
     args = parser.parse_args(argv)
     home = runctl_home()
     configure_logging(home)
+    if args.started_file is not None:
+        write_started_file(args.started_file)
     try:
         result = run_agent(args.config, home=home)
     except ConfigError as error:

@@ -19,6 +19,10 @@ class CapacityUnavailable(RunctlError):
     """Every instance type, zone and market allowed by the RunSpec was out of capacity."""
 
 
+class NoDefaultVpc(RunctlError):
+    """No subnets are configured and the region has no default VPC to launch into."""
+
+
 class InstanceStartTimeout(RunctlError):
     """The instance did not run and register with SSM before the deadline."""
 
@@ -41,6 +45,11 @@ class RunStopped(RunctlError):
 
 class BootstrapFailed(RunctlError):
     """Installing the agent over SSM failed or did not finish in time."""
+
+
+class AgentStartFailed(RunctlError):
+    """The start command ran but the agent process did not start (or not in time): the attempt
+    ends agent-failed and PlanNextAttempt tries another instance at once."""
 
 
 class SweepSpecInvalid(RunctlError):

@@ -354,6 +354,14 @@ class StepPermissions(FunctionPermissions):
 
     def _grant_start_agent(self, function: lambda_.Function) -> None:
         self._send_command(function)
+        # It waits for the start command's output: the agent's pid, or why it did not start.
+        self._allow(
+            function,
+            "ReadStartCommandResult",
+            ["ssm:GetCommandInvocation"],
+            ["*"],
+            wildcard_reason="ssm:GetCommandInvocation " + NO_RESOURCE_SCOPE,
+        )
         self._allow(
             function,
             "WriteAgentConfig",

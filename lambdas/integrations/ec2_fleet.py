@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
+from lambdas.errors import NoDefaultVpc
 from lambdas.integrations.instance_types import describe_instance_types
 from lambdas.logic.images import InstanceTypeInfo, image_parameter, is_ami_id
 from lambdas.models.steps import ImageInfo
@@ -100,6 +101,13 @@ class Ec2Fleet:
             Filters=[{"Name": "default-for-az", "Values": ["true"]}]
         )
         found = sorted(response["Subnets"], key=lambda item: item["AvailabilityZone"])
+        if not found:
+            # Deleted after the deploy (make deploy checks for it before): say so, rather than
+            # "no capacity for any allowed option" over an empty list.
+            raise NoDefaultVpc(
+                "the region has no default VPC (no default subnets) and the stack names no "
+                "subnets: deploy again with -c runctl:vpcId=... (and runctl:subnetIds)"
+            )
         return [Subnet(item["SubnetId"], item["AvailabilityZone"]) for item in found]
 
     def resolve_image(self, choice: ImageInfo) -> tuple[str, str]:

@@ -81,29 +81,77 @@ def install_agent_script(agent_s3_uri: str, region: str) -> list[str]:
     ]
 
 
-def start_agent_script(bucket: str, run_id: str, attempt: int, region: str) -> list[str]:
-    """Start the agent detached from the SSM command, at most once per attempt (flock)."""
+# The agent writes its pid to this file as soon as it runs (instance_agent/main.py,
+# --started-file); the start script prints this word with it once the file is there, and
+# StartAgent looks for the word in the command's output.
+AGENT_STARTED = "runctl-agent-started"
+# How long the start script waits for the agent's pid file. Python and boto3 import in about a
+# second on an idle instance; StartAgent's own bound (agent_start.py) must exceed this.
+START_CONFIRM_SECONDS = 20
+_CONFIRM_TICK_SECONDS = 0.2
+
+
+def agent_tag(run_id: str, attempt: int) -> str:
+    """Names the attempt's agent unit, lock and pid files: from a hash, so a fixed alphabet
+    whatever the run id holds."""
+    return hashlib.sha256(f"{run_id}/{attempt}".encode()).hexdigest()[:16]
+
+
+def start_agent_script(
+    bucket: str,
+    run_id: str,
+    attempt: int,
+    region: str,
+    confirm_seconds: float = START_CONFIRM_SECONDS,
+) -> list[str]:
+    """Start the agent detached from the SSM command, at most once per attempt (flock), and
+    exit 0 only once the agent has written its pid file (a start that never ran fails here)."""
     config_uri = f"s3://{bucket}/{agent_config_key(run_id, attempt)}"
-    # Unit and lock names from a hash: fixed alphabet whatever the run id holds.
-    tag = hashlib.sha256(f"{run_id}/{attempt}".encode()).hexdigest()[:16]
+    tag = agent_tag(run_id, attempt)
+    started = f'"$RUNCTL_HOME/agent-{tag}.started"'
     agent = (
         f'flock -n "$RUNCTL_HOME/agent-{tag}.lock" python3 -m instance_agent '
-        f"--config {shlex.quote(config_uri)}"
+        f"--started-file {started} --config {shlex.quote(config_uri)}"
     )
+    ticks = max(int(confirm_seconds / _CONFIRM_TICK_SECONDS), 1)
     return [
         *_PRELUDE,
         f"export AWS_DEFAULT_REGION={shlex.quote(region)}",
+        f"started={started}",
+        # A pid file whose agent is gone is from an earlier start of this attempt: it must not
+        # confirm this one. A live one means this attempt's agent runs already (a retried
+        # StartAgent; flock keeps the second from starting): that is a confirmation.
+        'if [ -e "$started" ] && ! kill -0 "$(cat "$started" 2>/dev/null)" 2>/dev/null; then',
+        '  rm -f "$started"',
+        "fi",
         # systemd keeps the agent alive beyond the SSM command; local mode has no systemd.
         'if [ -z "${RUNCTL_NO_SYSTEMD:-}" ] && command -v systemd-run >/dev/null 2>&1 '
         "&& [ -d /run/systemd/system ]; then",
+        '  launcher=""',
         f"  systemd-run --unit runctl-agent-{tag} --collect "
         f'--working-directory "$RUNCTL_HOME" --setenv=AWS_DEFAULT_REGION={shlex.quote(region)} '
         f'--setenv=RUNCTL_HOME="$RUNCTL_HOME" /bin/bash -c {shlex.quote(agent)}',
         "else",
         f'  setsid nohup /bin/bash -c {shlex.quote(agent)} >>"$RUNCTL_HOME/agent-{tag}.out" '
         "2>&1 </dev/null &",
+        "  launcher=$!",
         "fi",
-        f"echo 'agent started for attempt {int(attempt)}'",
+        f"why='the agent did not start within {confirm_seconds:g} s'",
+        f"for _ in $(seq {ticks}); do",
+        '  if [ -s "$started" ]; then',
+        f'    echo "{AGENT_STARTED} attempt {int(attempt)} pid $(cat "$started")"',
+        "    exit 0",
+        "  fi",
+        # Gone without a pid file (flock refused, python3 or the agent missing): no use waiting.
+        '  if [ -n "$launcher" ] && ! kill -0 "$launcher" 2>/dev/null; then',
+        "    why='the agent exited before it started'",
+        "    break",
+        "  fi",
+        f"  sleep {_CONFIRM_TICK_SECONDS}",
+        "done",
+        'echo "$why" >&2',
+        f'tail -n 20 "$RUNCTL_HOME/agent-{tag}.out" >&2 2>/dev/null || true',
+        "exit 1",
     ]
 
 

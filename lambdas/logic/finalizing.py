@@ -42,6 +42,7 @@ END_REASON_BY_ERROR = {
     "InstanceStartTimeout": EndReason.START_TIMEOUT,
     "InstanceLost": EndReason.INSTANCE_LOST,
     "BootstrapFailed": EndReason.BOOTSTRAP_FAILED,
+    "AgentStartFailed": EndReason.AGENT_FAILED,  # StartAgent saw no agent process start
     ERROR_INSTANCE_LOST: EndReason.INSTANCE_LOST,
     ERROR_INTERRUPTED: EndReason.SPOT_INTERRUPTED,  # or rebalance: the cause says which
     ERROR_CANCELLED: EndReason.CANCELLED,  # the agent stopped the script on request
@@ -58,17 +59,14 @@ class Outcome:
     cause: str  # one readable sentence: why the run stopped
 
 
-def decide_outcome(
-    request: FinalizeInput, result: AgentResult | None, attempt_seconds: float | None
-) -> Outcome:
-    """Pure: the run's final status and reason, from the state, the agent's result and how long
-    the attempt ran (`attempt_seconds`, to tell a lost heartbeat from the max runtime)."""
+def decide_outcome(request: FinalizeInput, result: AgentResult | None) -> Outcome:
+    """Pure: the run's final status and reason, from the state and the agent's result."""
     if request.error is None and request.result is not None:
         return Outcome(RunStatus.SUCCEEDED, EndReason.COMPLETED, "None", "")
     if request.error is None:
         reason = EndReason.INTERNAL_ERROR
         return Outcome(RunStatus.FAILED, reason, error_name(reason), "finalized without a result")
-    name = step_error_name(request, attempt_seconds)
+    name = request.error.Error
     reason = END_REASON_BY_ERROR.get(name, EndReason.INTERNAL_ERROR)
     if name == ERROR_INTERRUPTED:
         reason = interruption_reason(request.error.Cause)
@@ -78,30 +76,9 @@ def decide_outcome(
     return Outcome(status, reason, error_name(reason), _cause(name, request, result))
 
 
-def step_error_name(request: FinalizeInput, attempt_seconds: float | None) -> str:
-    """The caught error's name, with a lost heartbeat told apart from the max runtime: the
-    emulator names both States.Timeout (AWS says States.HeartbeatTimeout for the first)."""
-    assert request.error is not None
-    name = request.error.Error
-    if name == "States.Timeout" and _before_max_runtime(request, attempt_seconds):
-        return "States.HeartbeatTimeout"
-    return name
-
-
-def attempt_seconds(request: FinalizeInput, now: datetime) -> float | None:
-    """How long the attempt's instance has existed (None before any launch)."""
-    if request.instance is None:
-        return None
-    return (now - datetime.fromisoformat(request.instance.launched_at)).total_seconds()
-
-
 def error_name(reason: EndReason) -> str:
     """The failed execution's error: Runctl.<Reason> (a Fail state may not use States.*)."""
     return "Runctl." + "".join(part.capitalize() for part in reason.value.split("-"))
-
-
-def _before_max_runtime(request: FinalizeInput, attempt_seconds: float | None) -> bool:
-    return attempt_seconds is not None and attempt_seconds < request.run.train_timeout_seconds
 
 
 def _cause(name: str, request: FinalizeInput, result: AgentResult | None) -> str:
@@ -190,7 +167,7 @@ def finalize_run(
     # RecordRun refused a run id another execution owns (RunAlreadyExists): the record, the tagged
     # instances and result.json under that id are that execution's run, not this one's to end.
     if record is not None and record.execution_arn != run.execution_arn:
-        return _finalize_foreign(request, fleet, now)
+        return _finalize_foreign(request, fleet)
     # Terminate first: whatever else fails below, no instance outlives its run.
     # Every attempt's: a previous, interrupted attempt may still be checkpointing.
     instance_ids = {item.instance_id for item in fleet.attempt_instances(run.run_id)}
@@ -199,7 +176,7 @@ def finalize_run(
     fleet.terminate(sorted(instance_ids))
 
     result = request.result or read_agent_result(s3, bucket, run.run_id, run.attempt)
-    outcome = decide_outcome(request, result, attempt_seconds(request, now))
+    outcome = decide_outcome(request, result)
     stamp = now.isoformat()
     duration = (now - datetime.fromisoformat(record.created_at)).total_seconds() if record else None
     fields: dict[str, Any] = {
@@ -292,11 +269,11 @@ def run_summary_fields(
     return fields
 
 
-def _finalize_foreign(request: FinalizeInput, fleet: Ec2Fleet, now: datetime) -> FinalizeOutput:
+def _finalize_foreign(request: FinalizeInput, fleet: Ec2Fleet) -> FinalizeOutput:
     """End this execution only: its own instance, if it has one; no record, tag or S3 lookups."""
     if request.instance is not None:
         fleet.terminate([request.instance.instance_id])
-    outcome = decide_outcome(request, None, attempt_seconds(request, now))
+    outcome = decide_outcome(request, None)
     return FinalizeOutput(
         run_id=request.run.run_id,
         status=outcome.status.value,

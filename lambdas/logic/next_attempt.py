@@ -12,11 +12,10 @@ from lambdas.constants import (
     ERROR_SCRIPT_FAILED,
 )
 from lambdas.dal.runs_table import RunsTable
+from lambdas.errors import AgentStartFailed
 from lambdas.logic.finalizing import (
-    attempt_seconds,
     interruption_reason,
     read_agent_result,
-    step_error_name,
 )
 from lambdas.logic.validation import TRAIN_TIMEOUT_MARGIN_SECONDS
 from lambdas.models.run_record import EndReason, RunRecord
@@ -31,17 +30,21 @@ PREEMPTIONS = frozenset({EndReason.SPOT_INTERRUPTED, EndReason.REBALANCE, EndRea
 LOST_INSTANCE_ERRORS = frozenset({ERROR_INSTANCE_LOST, "InstanceLost", "States.HeartbeatTimeout"})
 # A GPU instance whose driver does not answer is worth one more instance, not more.
 GPU_RETRIES = 1
+# An agent that did not start (StartAgent's confirmation) is tried on another instance at once;
+# twice more at most, since a fault that follows the run (a broken agent build) fails them all.
+AGENT_START_RETRIES = 2
+ERROR_AGENT_START_FAILED = AgentStartFailed.__name__  # a step fails with its class name
 # AWS gives two minutes between the warning and the termination; a little slack on top.
 HANDOFF_WAIT_SECONDS = 150
 
 
 def attempt_end_reason(
-    request: FinalizeInput, seconds: float | None, recorded_kind: str | None = None
+    request: FinalizeInput, recorded_kind: str | None = None
 ) -> EndReason | None:
     """Why the attempt stopped, when it is a reason to try again (None: it is not).
     `recorded_kind`: the notice the agent wrote on the run item with CHECKPOINTING."""
     assert request.error is not None
-    name = step_error_name(request, seconds)
+    name = request.error.Error
     if name == ERROR_INTERRUPTED:
         return interruption_reason(request.error.Cause, recorded_kind)
     if name in LOST_INSTANCE_ERRORS:
@@ -50,6 +53,8 @@ def attempt_end_reason(
         return EndReason.SCRIPT_FAILED
     if name == ERROR_GPU_UNAVAILABLE:
         return EndReason.ENVIRONMENT_FAILED
+    if name == ERROR_AGENT_START_FAILED:
+        return EndReason.AGENT_FAILED
     return None
 
 
@@ -68,7 +73,7 @@ def plan_next_attempt(
     spec = run.spec
     record = table.get(run.run_id)
     recorded_kind = record.interrupted_by if record else None
-    reason = attempt_end_reason(request, attempt_seconds(request, now), recorded_kind)
+    reason = attempt_end_reason(request, recorded_kind)
     if reason is None:
         return NextAttemptPlan(resume=False, reason="", detail="not a reason to try again")
     if record is None:
@@ -104,6 +109,15 @@ def plan_next_attempt(
                 resume=False,
                 reason=reason.value,
                 detail=f"no working GPU on {tried + 1} instances",
+            )
+    elif reason is EndReason.AGENT_FAILED:
+        # Only failed starts resume, so every agent-failed attempt before this one was one.
+        tried = _count(record, frozenset({EndReason.AGENT_FAILED}))
+        if tried >= AGENT_START_RETRIES:
+            return NextAttemptPlan(
+                resume=False,
+                reason=reason.value,
+                detail=f"the agent did not start on {tried + 1} instances",
             )
     else:
         used = _count(record, PREEMPTIONS)

@@ -20,7 +20,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 
-from runctl.local import limits
+from runctl.local import callbacks, limits
 
 _ORIGINAL_NORMALISE_PARAMETERS = StateTaskServiceSfn._normalise_parameters
 
@@ -56,9 +56,11 @@ def normalise_response(
 
 
 # (class, attribute, replacement) for the Emulator to patch while it runs; the payload limits
-# (runctl/local/limits.py) ride along, so every local execution is held to them.
+# (runctl/local/limits.py) and early task-token callbacks (runctl/local/callbacks.py) ride
+# along, so every local execution is held to them.
 PATCHES = (
     (StateTaskServiceSfn, "_normalise_parameters", normalise_parameters),
     (StateTaskServiceSfn, "_normalise_response", normalise_response),
     *limits.PATCHES,
+    *callbacks.PATCHES,
 )

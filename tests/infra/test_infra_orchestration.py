@@ -247,7 +247,7 @@ def test_code_asset_from_a_checkout_with_a_dot_in_its_name(synthesized, dotted_c
             {"FinalizeRun", "ReleasePreviousAttempt", "ReapOrphans"},
         ),
         ("ssm:SendCommand", {"BootstrapInstance", "StartAgent", "OnInstanceEvent"}),
-        ("ssm:GetCommandInvocation", {"CheckBootstrap"}),
+        ("ssm:GetCommandInvocation", {"CheckBootstrap", "StartAgent"}),
         ("s3:PutObject", {"StartAgent"}),
         (
             "s3:ListBucket",

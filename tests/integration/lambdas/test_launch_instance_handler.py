@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambdas.constants import TAG_ATTEMPT, TAG_MANAGED, TAG_RUN_ID
-from lambdas.errors import CapacityUnavailable, RunNotLive
+from lambdas.errors import CapacityUnavailable, NoDefaultVpc, RunNotLive
 from lambdas.handlers import launch_instance
 
 # A launch that raises adds no metric; Powertools warns about the empty flush.
@@ -167,6 +167,23 @@ def test_given_no_capacity_anywhere_when_launched_then_capacity_unavailable_name
     ]
     assert len(ec2_spy.run_requests) == 2 * 2 * len(default_subnets)
     assert message == "no capacity for any allowed option: " + "; ".join(expected)
+    assert _all_instances(aws) == []
+    assert read_record("run-1")["status"] == "PENDING"
+
+
+def test_given_no_default_vpc_and_no_subnets_when_launched_then_no_default_vpc_and_nothing_tried(
+    launch, ec2_spy, read_record, default_subnets, aws
+):
+    # Given the default VPC's subnets are gone (deleted after the deploy) and none are configured
+    for subnet_id, _ in default_subnets:
+        aws.ec2.delete_subnet(SubnetId=subnet_id)
+
+    with pytest.raises(NoDefaultVpc) as caught:
+        launch()
+
+    # Then the error says what to configure, and no launch was tried
+    assert "runctl:vpcId" in str(caught.value)
+    assert ec2_spy.run_requests == []
     assert _all_instances(aws) == []
     assert read_record("run-1")["status"] == "PENDING"
 

@@ -132,9 +132,8 @@ def test_given_rebalance_interruption_when_planned_then_reason_is_rebalance(
         LOST,
         _lambda_error("InstanceLost", "instance i-1 is terminated before the run started"),
         {"Error": "States.HeartbeatTimeout", "Cause": None},
-        {"Error": "States.Timeout", "Cause": None},  # the emulator's lost heartbeat
     ],
-    ids=["agent-lost", "boot-lost", "heartbeat", "timeout-before-max-runtime"],
+    ids=["agent-lost", "boot-lost", "heartbeat"],
 )
 def test_given_lost_instance_when_planned_then_resumes_as_instance_lost_without_handoff(
     plan, recorded_run, launched, clock, read_record, error
@@ -219,6 +218,57 @@ def test_given_no_interruption_budget_when_preempted_then_no_resume(plan, start_
     assert planned["resume"] is False
     assert planned["detail"] == "interruption budget exhausted (0 of 0)"
     assert read_record("run-1")["attempt"] == 1
+
+
+# ---------------------------------------------------------------- agent that did not start
+
+AGENT_START_FAILED = _lambda_error(
+    "AgentStartFailed", "the agent did not start on i-1: python3: not found (command c: Failed)"
+)
+
+
+def test_given_agent_start_failed_when_planned_then_attempt_2_resumes_at_once_elsewhere(
+    plan, start_run, clock, read_record
+):
+    run, instance = start_run(interruptions={"max_interruptions": 0})
+
+    planned = plan(run, instance, AGENT_START_FAILED)
+
+    # Not a preemption: it resumes even with no interruption budget, with nothing to wait for
+    assert (planned["resume"], planned["reason"]) == (True, "agent-failed")
+    assert planned["run"]["attempt"] == 2
+    assert planned["previous"]["await_handoff"] is False
+    assert planned["previous"]["release_deadline"] == clock().timestamp()
+    placement = f"{instance['instance_type']}@{instance['availability_zone']}"
+    assert planned["run"]["avoid_placements"] == [placement]
+    item = read_record("run-1")
+    assert (item["attempt"], item["status"]) == (2, "RESUMING")
+    assert item["attempts"]["1"]["end_reason"] == "agent-failed"
+
+
+def test_given_two_failed_agent_starts_when_a_third_fails_then_no_resume_and_says_so(
+    plan, start_run, fail_then_relaunch, read_record
+):
+    run, instance = start_run()
+    run, instance = fail_then_relaunch(run, instance, AGENT_START_FAILED)
+    run, instance = fail_then_relaunch(run, instance, AGENT_START_FAILED)
+
+    planned = plan(run, instance, AGENT_START_FAILED)
+
+    assert (planned["resume"], planned["reason"]) == (False, "agent-failed")
+    assert planned["detail"] == "the agent did not start on 3 instances"
+    assert read_record("run-1")["attempt"] == 3
+
+
+def test_given_failed_agent_starts_when_preempted_then_the_interruption_budget_is_whole(
+    plan, start_run, fail_then_relaunch
+):
+    run, instance = start_run(interruptions={"max_interruptions": 1})
+    run, instance = fail_then_relaunch(run, instance, AGENT_START_FAILED)
+
+    planned = plan(run, instance, _interrupted())
+
+    assert (planned["resume"], planned["reason"]) == (True, "spot-interrupted")
 
 
 # ---------------------------------------------------------------- script failures

@@ -1,4 +1,5 @@
-"""StartAgent handler: the agent's config in S3, the task token on the record, the start command."""
+"""StartAgent handler: the agent's config in S3, the task token on the record, the start command,
+and the confirmation that the agent process started (the command's output)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,38 @@ import json
 import pytest
 
 from lambdas.constants import agent_config_key
-from lambdas.errors import RunNotLive
+from lambdas.errors import AgentStartFailed, RunNotLive
 from lambdas.handlers import start_agent
+from lambdas.logic import agent_start
+from lambdas.logic.agent_commands import AGENT_STARTED
 
 TOKEN = "AQCEAAAAKgAAAA-task-token-" + "t" * 40
 
 
+# What the start script prints once the agent wrote its pid file.
+CONFIRMED = {"Status": "Success", "StandardOutputContent": f"{AGENT_STARTED} attempt 1 pid 4242\n"}
+
+
 @pytest.fixture
-def started(invoke, recorded_run, launched, fake_ssm, lambda_environment):
-    return invoke(
-        start_agent,
-        {"run": recorded_run, "instance": launched, "task_token": TOKEN, "heartbeat_seconds": 300},
-    )
+def start(invoke, recorded_run, launched, fake_ssm, lambda_environment):
+    def call():
+        return invoke(
+            start_agent,
+            {
+                "run": recorded_run,
+                "instance": launched,
+                "task_token": TOKEN,
+                "heartbeat_seconds": 300,
+            },
+        )
+
+    return call
+
+
+@pytest.fixture
+def started(start, fake_ssm):
+    fake_ssm.invocation = CONFIRMED
+    return start()
 
 
 def test_given_ready_instance_when_agent_started_then_config_is_written_where_agent_reads_it(
@@ -87,3 +108,57 @@ def test_given_cancelled_run_when_agent_would_start_then_it_does_not(
         )
 
     assert fake_ssm.sent == []
+
+
+def test_given_the_agent_wrote_its_pid_when_started_then_the_start_is_confirmed_from_the_output(
+    start, fake_ssm, launched, monkeypatch
+):
+    monkeypatch.setattr(agent_start, "CONFIRM_POLL_SECONDS", 0)  # polls back to back
+    # Given the start command's answer: first not there yet, then running, then done
+    answers = [None, {"Status": "InProgress"}, CONFIRMED]
+    asked: list[str] = []
+
+    def invocation(CommandId, InstanceId):
+        fake_ssm.invocation = answers[min(len(asked), len(answers) - 1)]
+        asked.append(CommandId)
+        return original(CommandId=CommandId, InstanceId=InstanceId)
+
+    original = fake_ssm.get_command_invocation
+    fake_ssm.invocation = answers[0]
+    fake_ssm.get_command_invocation = invocation
+
+    # When StartAgent runs
+    result = start()
+
+    # Then it returned only after reading the confirmation, of the command it sent
+    assert result == {"command_id": "cmd-1"}
+    assert asked == ["cmd-1", "cmd-1", "cmd-1"]
+
+
+def test_given_the_start_command_failed_when_started_then_agent_start_failed_says_why(
+    start, fake_ssm, launched, read_record
+):
+    fake_ssm.invocation = {
+        "Status": "Failed",
+        "StandardOutputContent": "",
+        "StandardErrorContent": "the agent did not start within 20 s\npython3: not found\n",
+    }
+
+    with pytest.raises(AgentStartFailed) as failed:
+        start()
+
+    message = str(failed.value)
+    assert f"the agent did not start on {launched['instance_id']}: python3: not found" in message
+    assert "cmd-1: Failed" in message
+    # The token was stored first: the attempt is the run's current one until PlanNextAttempt
+    assert read_record("run-1")["task_token"] == TOKEN
+
+
+def test_given_success_without_the_pid_line_when_started_then_it_is_not_taken_as_started(
+    start, fake_ssm
+):
+    # (moto's own GetCommandInvocation says Success with no output for any command)
+    fake_ssm.invocation = {"Status": "Success", "StandardOutputContent": ""}
+
+    with pytest.raises(AgentStartFailed, match="no output"):
+        start()

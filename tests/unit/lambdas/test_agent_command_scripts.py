@@ -75,7 +75,8 @@ def test_given_hostile_run_id_and_bucket_when_start_script_is_built_then_config_
         inner = shlex.split(outer[outer.index("-c") + 1])
 
         assert inner[inner.index("--config") + 1] == expected_uri
-        assert inner[inner.index("-m") + 1 :] == ["instance_agent", "--config", expected_uri]
+        assert inner[inner.index("-m") + 1] == "instance_agent"
+        assert inner[-2:] == ["--config", expected_uri]
 
 
 def test_given_hostile_region_when_start_script_is_built_then_region_is_one_word(start_script):
@@ -130,46 +131,120 @@ def test_given_install_script_when_built_then_python_heredoc_is_not_expanded(ins
     assert install_script.index("RUNCTL_PY") > install_script.index(heredoc)
 
 
-def test_given_hostile_run_id_when_start_script_runs_then_agent_gets_it_as_one_argument(
-    tmp_path,
-):
-    # Run the script for real with stand-ins for python3: nothing but the agent may run, and the
-    # agent's argv must carry the config URI unchanged.
+@pytest.fixture
+def start_for_real(tmp_path):
+    """Run the start script with `python3` replaced by a bash stand-in (its body given), so
+    nothing but the "agent" can run; returns (completed process, home)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    argv_file = tmp_path / "argv"
-    fake_python = bin_dir / "python3"
-    fake_python.write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > {shlex.quote(str(argv_file))}\n')
-    fake_python.chmod(0o755)
     home = tmp_path / "home"
-    script = start_agent_script(HOSTILE_BUCKET, HOSTILE_RUN_ID, 3, "us-east-1")
-    env = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "RUNCTL_HOME": str(home),
-        "RUNCTL_NO_SYSTEMD": "1",
-    }
+    home.mkdir()
 
-    completed = subprocess.run(
-        ["bash", "-c", "\n".join(script)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    _wait_for(argv_file)
+    def run(
+        fake_python: str, run_id: str = "run-1", confirm_seconds: float = 5
+    ) -> subprocess.CompletedProcess[str]:
+        (bin_dir / "python3").write_text("#!/bin/bash\n" + fake_python)
+        (bin_dir / "python3").chmod(0o755)
+        script = start_agent_script(HOSTILE_BUCKET, run_id, 3, "us-east-1", confirm_seconds)
+        return subprocess.run(
+            ["bash", "-c", "\n".join(script)],
+            env={
+                "PATH": f"{bin_dir}:/usr/bin:/bin",
+                "RUNCTL_HOME": str(home),
+                "RUNCTL_NO_SYSTEMD": "1",
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run, home
+
+
+# A stand-in agent that records its argv and writes its pid file as the real one does
+# (argv: -m instance_agent --started-file PATH --config URI).
+RECORDING_AGENT = """
+printf "%s\\0" "$@" > "$RUNCTL_HOME/../argv"
+echo $$ > "$4.tmp" && mv "$4.tmp" "$4"
+"""
+
+
+def test_given_hostile_run_id_when_start_script_runs_then_agent_gets_it_as_one_argument(
+    start_for_real, tmp_path
+):
+    run, home = start_for_real
+
+    completed = run(RECORDING_AGENT, run_id=HOSTILE_RUN_ID)
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == "agent started for attempt 3"
-    argv = argv_file.read_text().split("\0")[:-1]
-    assert argv == [
-        "-m",
-        "instance_agent",
-        "--config",
-        f"s3://{HOSTILE_BUCKET}/{agent_config_key(HOSTILE_RUN_ID, 3)}",
-    ]
+    assert completed.stdout.startswith("runctl-agent-started attempt 3 pid ")
+    argv = (tmp_path / "argv").read_text().split("\0")[:-1]
+    assert argv[:3] == ["-m", "instance_agent", "--started-file"]
+    assert Path(argv[3]).parent == home and argv[3].endswith(".started")
+    assert argv[4:] == ["--config", f"s3://{HOSTILE_BUCKET}/{agent_config_key(HOSTILE_RUN_ID, 3)}"]
     assert sorted(path.name for path in tmp_path.rglob("pwned*")) == []
+
+
+def test_given_an_agent_that_dies_at_once_when_started_then_the_script_fails_and_says_so(
+    start_for_real,
+):
+    run, _ = start_for_real
+
+    # (a bound far longer than the test may take: an agent that is gone is not waited for)
+    completed = run(
+        "echo 'ModuleNotFoundError: No module named boto3' >&2; exit 1\n", confirm_seconds=300
+    )
+
+    assert completed.returncode == 1
+    assert "runctl-agent-started" not in completed.stdout
+    # The script's own line, then the agent's last output (from its .out file)
+    assert "the agent exited before it started" in completed.stderr
+    assert completed.stderr.strip().endswith("ModuleNotFoundError: No module named boto3")
+
+
+def test_given_this_attempts_agent_runs_already_when_started_again_then_it_is_confirmed(
+    start_for_real, tmp_path
+):
+    # Given a live agent for the attempt: its lock held, its pid file written (this process
+    # stands in for it), as after a StartAgent whose first invocation went through
+    run, home = start_for_real
+    (started,) = _paths(home, ".started", RECORDING_AGENT, run)
+    started.write_text(str(os.getpid()))
+    (argv := tmp_path / "argv").unlink()
+    with (home / started.name.replace(".started", ".lock")).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        completed = run(RECORDING_AGENT, confirm_seconds=1)
+
+    # Then the start is confirmed with that agent's pid, and no second agent ran
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"runctl-agent-started attempt 3 pid {os.getpid()}"
+    assert not argv.exists()
+
+
+def test_given_a_pid_file_of_a_dead_agent_when_the_start_fails_then_it_is_not_a_confirmation(
+    start_for_real,
+):
+    # (the pid file is checked before the launcher: a stale one would confirm at once)
+    run, home = start_for_real
+    (started,) = _paths(home, ".started", RECORDING_AGENT, run)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    started.write_text(str(gone.pid))  # an agent of this attempt that has ended
+
+    completed = run("exit 1\n", confirm_seconds=1)
+
+    assert completed.returncode == 1
+    assert "the agent exited before it started" in completed.stderr
+    assert not started.exists()
+
+
+def _paths(home: Path, suffix: str, agent: str, run) -> list[Path]:
+    """The attempt's files with this suffix, after one start with `agent` made them."""
+    assert run(agent).returncode == 0
+    return sorted(home.glob(f"agent-*{suffix}"))
 
 
 def _wait_for(path, seconds: float = 60.0) -> None:
@@ -317,3 +392,14 @@ def _wait_until(condition, seconds: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def test_given_an_agent_that_hangs_before_its_pid_file_then_the_script_fails_at_its_bound(
+    start_for_real,
+):
+    run, _ = start_for_real
+
+    completed = run("exec sleep 5\n", confirm_seconds=1)
+
+    assert completed.returncode == 1
+    assert "the agent did not start within 1 s" in completed.stderr

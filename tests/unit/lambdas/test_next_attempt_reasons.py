@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lambdas.logic.finalizing import attempt_seconds
 from lambdas.logic.next_attempt import attempt_end_reason
 from lambdas.models.run_record import EndReason
 from lambdas.models.steps import FinalizeInput, InstanceInfo, StepError
@@ -36,7 +35,7 @@ def _request(run, error: str, cause: str | None = None, ran_for: float | None = 
 
 
 def _reason(request: FinalizeInput) -> EndReason | None:
-    return attempt_end_reason(request, attempt_seconds(request, NOW))
+    return attempt_end_reason(request)
 
 
 @pytest.mark.parametrize(
@@ -63,21 +62,11 @@ def test_given_lost_instance_error_when_reason_read_then_instance_lost(run, erro
     assert _reason(_request(run, error)) is EndReason.INSTANCE_LOST
 
 
-def test_given_timeout_before_the_train_timeout_when_reason_read_then_instance_lost(run):
-    # The emulator names a lost heartbeat States.Timeout too.
-    request = _request(run, "States.Timeout", ran_for=run.train_timeout_seconds - 1)
-
-    assert _reason(request) is EndReason.INSTANCE_LOST
-
-
-def test_given_timeout_at_the_train_timeout_when_reason_read_then_not_a_reason_to_resume(run):
-    request = _request(run, "States.Timeout", ran_for=run.train_timeout_seconds)
-
-    assert _reason(request) is None
-
-
-def test_given_timeout_without_an_instance_when_reason_read_then_not_a_reason_to_resume(run):
-    assert _reason(_request(run, "States.Timeout", ran_for=None)) is None
+@pytest.mark.parametrize("ran_for", [1.0, 3600.0 + 600, None])
+def test_given_the_max_runtime_timeout_when_reason_read_then_not_a_reason_to_resume(run, ran_for):
+    # States.Timeout is Train's TimeoutSeconds (the max runtime), however long the attempt ran;
+    # a lost heartbeat is States.HeartbeatTimeout (so is it locally: runctl/local/callbacks.py).
+    assert _reason(_request(run, "States.Timeout", ran_for=ran_for)) is None
 
 
 def test_given_script_failure_when_reason_read_then_script_failed(run):
