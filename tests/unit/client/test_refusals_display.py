@@ -3,27 +3,17 @@ the attempt's instance (why a spot run is on on-demand), and say nothing when no
 
 from __future__ import annotations
 
-import pytest
-from rich.console import Console
-
-from lambdas.models.run_record import Attempt, RunRecord, RunStatus
-from runctl import render
+from lambdas.models.run_record import Attempt, RunRecord
 from runctl.client.client import RunState
 from runctl.client.follow import RunEvent
 from runctl.client.reading import RunDetails
 from runctl.render import FollowDisplay, details_view, print_state
+from tests.unit.client.conftest import running_record
 
 REFUSED = [
     "spot g5.xlarge in us-east-1a, us-east-1b: InsufficientInstanceCapacity",
     "spot g4dn.xlarge in us-east-1a, us-east-1b: InsufficientInstanceCapacity",
 ]
-
-
-@pytest.fixture
-def shown(monkeypatch: pytest.MonkeyPatch) -> Console:
-    console = Console(width=200, record=True, force_terminal=False, highlight=False)
-    monkeypatch.setattr(render, "console", console)
-    return console
 
 
 def _attempt(refused: list[str] | None) -> Attempt:
@@ -39,16 +29,7 @@ def _attempt(refused: list[str] | None) -> Attempt:
 
 
 def _record(refused: list[str] | None) -> RunRecord:
-    return RunRecord(
-        run_id="run-1",
-        status=RunStatus.RUNNING,
-        execution_arn="arn",
-        spec={},
-        created_at="2026-12-03T10:00:00+00:00",
-        updated_at="2026-12-03T10:05:00+00:00",
-        attempt=1,
-        attempts={"1": _attempt(refused)},
-    )
+    return running_record(_attempt(refused))
 
 
 def test_given_refused_spot_when_status_then_each_refused_pool_is_named(shown):

@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from rich.console import Console
 
-from lambdas.models.run_record import Attempt, RunRecord, RunStatus
-from runctl import render
+from lambdas.models.run_record import Attempt, RunRecord
 from runctl.client.client import RunState
 from runctl.client.formatting import describe_environment, describe_gpu
 from runctl.client.reading import RunDetails
 from runctl.render import details_view, print_state
+from tests.unit.client.conftest import running_record
 
 INSTALLED = {"action": "installed", "seconds": 38.2, "installer": "uv", "cache_key": "ab"}
 RESTORED = {"action": "restored", "seconds": 1.234, "installer": "pip", "cache_key": "ab"}
 GPU = {"driver_version": "570.86.15", "cuda_version": "12.8", "gpus": ["NVIDIA A10G"] * 4}
 
 
-@pytest.fixture
-def shown(monkeypatch: pytest.MonkeyPatch) -> Console:
-    console = Console(width=200, record=True, force_terminal=False, highlight=False)
-    monkeypatch.setattr(render, "console", console)
-    return console
-
-
 def _record() -> RunRecord:
-    return RunRecord(
-        run_id="run-1",
-        status=RunStatus.RUNNING,
-        execution_arn="arn",
-        spec={},
-        created_at="2026-12-03T10:00:00+00:00",
-        updated_at="2026-12-03T10:05:00+00:00",
-        attempt=2,
-        attempts={
-            "1": Attempt(number=1, instance_type="g5.xlarge", started_at="2026-12-03T10:00:00"),
-            "2": Attempt(number=2, instance_type="g5.xlarge", started_at="2026-12-03T10:03:00"),
-        },
+    return running_record(
+        Attempt(number=1, instance_type="g5.xlarge", started_at="2026-12-03T10:00:00"),
+        Attempt(number=2, instance_type="g5.xlarge", started_at="2026-12-03T10:03:00"),
         setup={"1": {"environment": INSTALLED, "gpu": GPU}, "2": {"environment": RESTORED}},
     )
 
