@@ -90,6 +90,16 @@ class Synthesized:
         return value if isinstance(value, list) else [value]
 
 
+def synthesize(outdir: Path, context: dict[str, Any] | None = None) -> Synthesized:
+    """The app with `context` over cdk.json's, synthesized into outdir with no account set;
+    raises if any cdk-nag finding is left unacknowledged."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CDK_DEFAULT_ACCOUNT", raising=False)
+        app, stack = build_app(context, outdir=str(outdir))
+        app.synth()
+    return Synthesized(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir)
+
+
 # Runs app.py as `cdk synth` does, with every socket refused: any AWS call would fail it.
 OFFLINE_APP = """
 import runpy, socket, sys
@@ -153,12 +163,7 @@ def synthesized(
     tmp_path_factory: pytest.TempPathFactory, offline_synth: OfflineSynth
 ) -> Synthesized:
     """The default-context app, synthesized to a temp cloud assembly (cfn-lint reads it)."""
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("CDK_DEFAULT_ACCOUNT", raising=False)
-        app, stack = build_app(outdir=str(outdir))
-        app.synth()  # raises if any cdk-nag finding is left unacknowledged
-    return Synthesized(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir)
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
 
 
 PIPELINE_RUN_TEMPLATE = {"code": {"s3_uri": "s3://lab-datasets/code/a.tgz"}, "entry_point": "t.py"}
@@ -193,12 +198,7 @@ CONFIGURED_CONTEXT = {
 @pytest.fixture(scope="session")
 def configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """The app with CONFIGURED_CONTEXT, synthesized (and so cdk-nag checked) like the default."""
-    outdir = tmp_path_factory.mktemp("cdk.out.configured")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("CDK_DEFAULT_ACCOUNT", raising=False)
-        app, stack = build_app(CONFIGURED_CONTEXT, outdir=str(outdir))
-        app.synth()
-    return Synthesized(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir)
+    return synthesize(tmp_path_factory.mktemp("cdk.out.configured"), CONFIGURED_CONTEXT)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,17 +10,16 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_cdk.assertions import Template
 from moto import mock_aws
 
-from app import build_app, cdk_json_context
+from app import cdk_json_context
 from lambdas.env import LambdaEnv
 from lambdas.logic.launch_plan import LaunchOption
 from lambdas.logic.launching import run_instances_request
 from stacks.config import ConfigError, RunctlConfig
 from stacks.deploy import DeployError, check_default_vpc, deploy, needs_default_vpc, stack_targets
 from stacks.vpc_endpoints import GATEWAY_SERVICES, INTERFACE_SERVICES
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import Synthesized, synthesize
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -40,12 +39,7 @@ PRIVATE_CONTEXT = {
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """Private subnets with the endpoints, synthesized (so cdk-nag checked) like the default."""
-    outdir = tmp_path_factory.mktemp("cdk.out.private")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("CDK_DEFAULT_ACCOUNT", raising=False)
-        app, stack = build_app(PRIVATE_CONTEXT, outdir=str(outdir))
-        app.synth()  # raises on any unacknowledged cdk-nag finding
-    return Synthesized(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir)
+    return synthesize(tmp_path_factory.mktemp("cdk.out.private"), PRIVATE_CONTEXT)
 
 
 def _endpoints(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
