@@ -16,7 +16,7 @@ security group that admits HTTPS from the instances' security group only.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
@@ -50,7 +50,6 @@ class VpcEndpoints(Construct):
         instance_security_group: ec2.CfnSecurityGroup,
     ) -> None:
         super().__init__(scope, construct_id)
-        region = Stack.of(self).region
 
         self.security_group = ec2.CfnSecurityGroup(
             self,
@@ -71,22 +70,27 @@ class VpcEndpoints(Construct):
         )
         self.endpoints: dict[str, ec2.CfnVPCEndpoint] = {}
         for service in GATEWAY_SERVICES:
-            self.endpoints[service] = ec2.CfnVPCEndpoint(
-                self,
-                f"{service.capitalize()}Gateway",
-                vpc_id=vpc_id,
-                service_name=f"com.amazonaws.{region}.{service}",
-                vpc_endpoint_type="Gateway",
-                route_table_ids=list(route_table_ids),
-            )
+            self._add_endpoint(vpc_id, service, "Gateway", route_table_ids=list(route_table_ids))
         for service in INTERFACE_SERVICES:
-            self.endpoints[service] = ec2.CfnVPCEndpoint(
-                self,
-                f"{service.capitalize()}Interface",
-                vpc_id=vpc_id,
-                service_name=f"com.amazonaws.{region}.{service}",
-                vpc_endpoint_type="Interface",
+            self._add_endpoint(
+                vpc_id,
+                service,
+                "Interface",
                 private_dns_enabled=True,
                 subnet_ids=list(subnet_ids),
                 security_group_ids=[self.security_group.attr_group_id],
             )
+
+    def _add_endpoint(
+        self, vpc_id: str, service: str, endpoint_type: str, **placement: Any
+    ) -> None:
+        """One endpoint of `service`, its logical id e.g. SsmInterface; `placement` says where
+        (route tables for a gateway, subnets and group for an interface)."""
+        self.endpoints[service] = ec2.CfnVPCEndpoint(
+            self,
+            f"{service.capitalize()}{endpoint_type}",
+            vpc_id=vpc_id,
+            service_name=f"com.amazonaws.{Stack.of(self).region}.{service}",
+            vpc_endpoint_type=endpoint_type,
+            **placement,
+        )
