@@ -520,6 +520,7 @@ class AttemptRunner:
         config = self.config
         started = self.process is not None
         final_metrics = self.metrics.latest()[1] if self.metrics is not None else {}
+        dropped = self.metrics.dropped() if self.metrics is not None else 0
         return AgentResult(
             outcome=outcome,
             exit_code=exit_code_of(self.returncode) if self.returncode is not None else None,
@@ -538,6 +539,7 @@ class AttemptRunner:
                 else None
             ),
             final_metrics=final_metrics,
+            final_metrics_dropped=dropped,
             message=message,
             environment=self.setup.environment.to_dict() if self.setup else None,
             gpu=self.setup.gpu.to_dict() if self.setup and self.setup.gpu else None,

@@ -9,13 +9,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .bounds import Number, fit_metrics
 from .files import AppendOnlyFile
 from .layout import metrics_key
+from .result import FINAL_METRICS_JSON_BYTES, MAX_FINAL_METRICS, MAX_METRIC_NAME_CHARS
 from .s3io import upload_file
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "RUNCTL_METRIC"
+# Names refused for the latest values are counted (as hashes) up to this many, then no more.
+_MAX_REFUSED_COUNTED = 100_000
 
 
 class BadMetricLine(ValueError):
@@ -52,11 +56,14 @@ def numeric_values(metric: dict[str, Any]) -> dict[str, Any]:
 
 
 class MetricsRecorder:
-    """Appends each metric object to metrics.jsonl and keeps the latest value of each number."""
+    """Appends each metric object to metrics.jsonl and keeps the latest value of each number:
+    of the first MAX_FINAL_METRICS names (of at most MAX_METRIC_NAME_CHARS) only, so the latest
+    values stay small enough for the task output and the run item; the rest are counted."""
 
     def __init__(self, path: Path) -> None:
         self.file = AppendOnlyFile(path)
         self._latest: dict[str, Any] = {}
+        self._refused: set[int] = set()  # hashes of names left out, up to _MAX_REFUSED_COUNTED
         self._lock = threading.Lock()
         self._version = 0
 
@@ -64,8 +71,17 @@ class MetricsRecorder:
         line = json.dumps(metric, allow_nan=True) + "\n"
         self.file.write(line.encode("utf-8"))
         with self._lock:
-            self._latest.update(numeric_values(metric))
+            for name, value in numeric_values(metric).items():
+                if name in self._latest or self._keeps(name):
+                    self._latest[name] = value
             self._version += 1
+
+    def _keeps(self, name: str) -> bool:
+        if len(name) <= MAX_METRIC_NAME_CHARS and len(self._latest) < MAX_FINAL_METRICS:
+            return True
+        if len(self._refused) < _MAX_REFUSED_COUNTED:
+            self._refused.add(hash(name))
+        return False
 
     def handle_stdout_line(self, line: str) -> None:
         try:
@@ -92,10 +108,21 @@ class MetricsRecorder:
                     logger.warning("ignoring line %d of %s, %s", number, path, error)
         return count
 
-    def latest(self) -> tuple[int, dict[str, Any]]:
-        """(version, latest values); the version changes whenever a metric is recorded."""
+    def latest(self) -> tuple[int, dict[str, Number]]:
+        """(version, latest values: those DynamoDB can hold, first names first, within
+        FINAL_METRICS_JSON_BYTES); the version changes whenever a metric is recorded."""
         with self._lock:
-            return self._version, dict(self._latest)
+            return self._version, self._fitted()[0]
+
+    def dropped(self) -> int:
+        """How many metric names latest() leaves out (counted up to about 100,000)."""
+        with self._lock:
+            return len(self._refused) + self._fitted()[1]
+
+    def _fitted(self) -> tuple[dict[str, Number], int]:
+        return fit_metrics(
+            self._latest, MAX_FINAL_METRICS, MAX_METRIC_NAME_CHARS, FINAL_METRICS_JSON_BYTES
+        )
 
     def upload(self, s3: Any, bucket: str, run_id: str, attempt: int) -> None:
         key = metrics_key(run_id, attempt)

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .bounds import fit_head, fit_json, fit_metrics, fit_tail
 from .layout import attempt_result_key, handoff_key
 from .s3io import put_json
 
@@ -28,6 +29,19 @@ ERROR_CANCELLED = "Runctl.Cancelled"
 ERROR_ENVIRONMENT_FAILED = "Runctl.EnvironmentFailed"
 ERROR_GPU_UNAVAILABLE = "Runctl.GpuUnavailable"
 
+# The result is SendTaskSuccess's output (256 KiB at most) or SendTaskFailure's cause (32,768
+# characters), and sits in the TrainRun state beside the RunSpec (64 KiB), doubled at worst
+# when escaped into a caught error's cause. Each part that can grow is capped, so the whole is
+# under MAX_RESULT_JSON_BYTES of JSON (ASCII: bytes = characters). lambdas/models/steps.py
+# (AgentResult) applies the same caps.
+STDERR_TAIL_JSON_BYTES = 8 * 1024
+MESSAGE_JSON_BYTES = 4 * 1024
+FINAL_METRICS_JSON_BYTES = 12 * 1024
+MAX_FINAL_METRICS = 256  # as the run's metrics summary (lambdas/logic/metrics_summary.py)
+MAX_METRIC_NAME_CHARS = 255
+SETUP_REPORT_JSON_BYTES = 1024
+MAX_RESULT_JSON_BYTES = 30 * 1024
+
 
 @dataclass
 class AgentResult:
@@ -45,9 +59,25 @@ class AgentResult:
     # how long it took) and, on a GPU instance type, what nvidia-smi reported.
     environment: dict[str, Any] | None = None
     gpu: dict[str, Any] | None = None
+    # Metric names final_metrics leaves out (every value stays in metrics.jsonl).
+    final_metrics_dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result as sent and written, each part within its cap: stderr's last bytes, the
+        message's first, the first metric names that fit."""
+        metrics, dropped = fit_metrics(
+            self.final_metrics, MAX_FINAL_METRICS, MAX_METRIC_NAME_CHARS, FINAL_METRICS_JSON_BYTES
+        )
+        fields = asdict(self)
+        fields.update(
+            stderr_tail=fit_tail(self.stderr_tail, STDERR_TAIL_JSON_BYTES),
+            message=fit_head(self.message, MESSAGE_JSON_BYTES),
+            final_metrics=metrics,
+            final_metrics_dropped=self.final_metrics_dropped + dropped,
+            environment=fit_json(self.environment, SETUP_REPORT_JSON_BYTES),
+            gpu=fit_json(self.gpu, SETUP_REPORT_JSON_BYTES),
+        )
+        return fields
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())

@@ -8,21 +8,17 @@ predecessor already logged (it restarts from the last checkpoint); those values 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from lambdas.models.bounds import storable_number
 from lambdas.models.run_record import MetricSummary
 
 STEP_KEY = "step"
 # The summary is written into the run item (400 KB at most, with everything else on it).
 MAX_METRICS = 256
 MAX_NAME_CHARS = 255
-# DynamoDB stores numbers of magnitude 1e-130 to 1e125 only; anything beyond could not be written.
-_LARGEST_STORABLE = 1e125
-_SMALLEST_STORABLE = 1e-129
-_LONGEST_EXACT_INT = 1e38  # DynamoDB numbers keep 38 significant digits
 
 
 @dataclass
@@ -43,9 +39,9 @@ class MetricsSummariser:
         self.skipped_names: set[str] = set()
 
     def add(self, metric: dict[str, Any]) -> None:
-        step = _storable_number(metric.get(STEP_KEY))
+        step = storable_number(metric.get(STEP_KEY))
         for name, raw in metric.items():
-            value = _storable_number(raw)
+            value = storable_number(raw)
             if value is None:
                 continue
             running = self._by_name.get(name)
@@ -97,21 +93,3 @@ def parse_metric_line(line: str | bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return parsed if isinstance(parsed, dict) else None
-
-
-def _storable_number(value: object) -> int | float | None:
-    """A finite number DynamoDB can hold, or None. Bools are not numbers here; an int too long
-    for DynamoDB's 38 digits becomes a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        magnitude = abs(float(value))
-    except OverflowError:  # an int too large for any float
-        return None
-    if not math.isfinite(magnitude):
-        return None
-    if magnitude != 0 and not _SMALLEST_STORABLE <= magnitude <= _LARGEST_STORABLE:
-        return None
-    if isinstance(value, int) and magnitude >= _LONGEST_EXACT_INT:
-        return float(value)
-    return value

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lambdas.models.bounds import fit_head, fit_json, fit_metrics, fit_tail
 from lambdas.models.run_spec import RunSpec
+
+# The agent's caps on its result (instance_agent/result.py has the same numbers; a test holds
+# them together): the result is the Train task's output, or its failure's cause, in the state
+# beside the RunSpec, and its metrics go into the run item. docs/architecture.md, "Payload limits".
+STDERR_TAIL_JSON_BYTES = 8 * 1024
+MESSAGE_JSON_BYTES = 4 * 1024
+FINAL_METRICS_JSON_BYTES = 12 * 1024
+MAX_FINAL_METRICS = 256
+MAX_METRIC_NAME_CHARS = 255
+SETUP_REPORT_JSON_BYTES = 1024
+MAX_RESULT_JSON_BYTES = 30 * 1024
+# FinalizeRun's cause is the failed TrainRun's cause, which a Sweep item catches inside the run's
+# description and escapes twice (up to 4x): a few KiB keep its one readable sentence.
+FINAL_CAUSE_JSON_BYTES = 4 * 1024
 
 
 class _Payload(BaseModel):
@@ -118,6 +133,23 @@ class AgentResult(_Payload):
     gpu: dict[str, Any] | None = Field(
         default=None, description="nvidia-smi on a GPU instance type: driver, CUDA, GPU names"
     )
+    final_metrics_dropped: int = Field(
+        default=0, description="metric names final_metrics leaves out (all are in metrics.jsonl)"
+    )
+
+    @model_validator(mode="after")
+    def _within_caps(self) -> AgentResult:
+        # The agent sends it capped; what FinalizeRun writes to the run item is capped anyway.
+        metrics, dropped = fit_metrics(
+            self.final_metrics, MAX_FINAL_METRICS, MAX_METRIC_NAME_CHARS, FINAL_METRICS_JSON_BYTES
+        )
+        self.final_metrics = dict(metrics)
+        self.final_metrics_dropped += dropped
+        self.stderr_tail = fit_tail(self.stderr_tail, STDERR_TAIL_JSON_BYTES)
+        self.message = fit_head(self.message, MESSAGE_JSON_BYTES)
+        self.environment = fit_json(self.environment, SETUP_REPORT_JSON_BYTES)
+        self.gpu = fit_json(self.gpu, SETUP_REPORT_JSON_BYTES)
+        return self
 
 
 class StepError(_Payload):
@@ -157,6 +189,11 @@ class FinalizeOutput(_Payload):
     error: str = "None"
     cause: str = ""
     outputs_uri: str | None = None
+
+    @field_validator("cause")
+    @classmethod
+    def _short_cause(cls, value: str) -> str:
+        return fit_head(value, FINAL_CAUSE_JSON_BYTES)
 
 
 class StopRunInput(_Payload):
