@@ -2,13 +2,14 @@
 256 KiB: args, environment and hyperparameters each at their byte cap, data entries up to the
 whole spec's cap. Values are made of double quotes, the character JSON escaping doubles at every
 level (in a caught error's cause the spec is escaped again), so no accepted spec of the same size
-takes more room in a state."""
+takes more room in a state. And the largest result the agent sends."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from instance_agent.result import AgentResult
 from lambdas.models.bounds import json_size
 from lambdas.models.run_spec import (
     MAX_ARGS_JSON_BYTES,
@@ -20,6 +21,7 @@ from lambdas.models.run_spec import (
 )
 
 QUOTE = '"'
+NASTY = 'x"\\\n\x01é中😀'  # one of each escape width JSON has: 1, 2, 6 and 12 bytes
 # How many args, variables and hyperparameters share their field's bytes.
 VALUES_PER_FIELD = 16
 
@@ -45,7 +47,8 @@ def _named(prefix: str, count: int) -> list[str]:
 def largest_spec(base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int) -> dict[str, Any]:
     """`base` (code, entry_point, anything else) grown to the largest RunSpec: args, environment
     and hyperparameters at their caps, then data entries (made by `data_entry`, s3_uri at least
-    `min_uri_chars`) until the whole spec is exactly at its cap."""
+    `min_uri_chars`) until the whole spec is at its cap (exactly, when a URI character takes one
+    byte)."""
     env_names = _named("VAR", VALUES_PER_FIELD)
     hp_names = _named("hp", VALUES_PER_FIELD)
     spec: dict[str, Any] = {
@@ -76,24 +79,60 @@ def largest_spec(base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int
         "data": list(base.get("data", [])),
     }
     while len(spec["data"]) < 50:
+        index, separator = len(spec["data"]), 2 if spec["data"] else 0
         room = MAX_SPEC_JSON_BYTES - spec_size(spec)
-        smallest = data_entry(len(spec["data"]), min_uri_chars)
-        cost = json_size(smallest) + (2 if spec["data"] else 0)
-        if room < cost:
+
+        def cost(uri_chars: int, index: int = index, separator: int = separator) -> int:
+            return json_size(data_entry(index, uri_chars)) + separator
+
+        next_cost = json_size(data_entry(index + 1, min_uri_chars)) + 2
+        uri_chars = _longest(cost, min_uri_chars, room)
+        if uri_chars is None:
             break
-        uri_chars = min(MAX_S3_URI_CHARS, min_uri_chars + room - cost)
-        left = room - cost - (uri_chars - min_uri_chars)
-        next_cost = json_size(smallest) + 2
-        if 0 < left < next_cost:  # leave room for one more entry, which takes the rest exactly
-            uri_chars -= next_cost - left
-        entry = data_entry(len(spec["data"]), uri_chars)
+        if 0 < room - cost(uri_chars) < next_cost:  # leave room for one more to take the rest
+            uri_chars = _longest(cost, min_uri_chars, room - next_cost) or uri_chars
+        entry = data_entry(index, uri_chars)
         assert len(entry["s3_uri"]) == uri_chars, (entry["s3_uri"], uri_chars)
         spec["data"].append(entry)
     return spec
+
+
+def _longest(cost: Callable[[int], int], low: int, room: int) -> int | None:
+    """The largest URI length from `low` to the longest S3 allows whose entry costs at most
+    `room`; None when even `low` does not fit."""
+    if cost(low) > room:
+        return None
+    high = MAX_S3_URI_CHARS
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if cost(middle) <= room else (low, middle - 1)
+    return low
 
 
 def spec_size(spec: dict[str, Any]) -> int:
     """The RunSpec's size as its bound counts it (validated, defaults in, instance_types out)."""
     return json_size(
         RunSpec.model_validate(spec).model_dump(mode="json", exclude={"instance_types"})
+    )
+
+
+def largest_result() -> AgentResult:
+    """The agent's result with every part that can grow grown past its cap, made of the
+    characters that escape worst."""
+    return AgentResult(
+        outcome="script-failed",
+        exit_code=-2_147_483_648,
+        stderr_tail=NASTY * 5000,
+        started_at="2026-12-03T10:42:11.123456+00:00",
+        ended_at="2026-12-03T10:42:11.123456+00:00",
+        outputs_uri="s3://" + "b" * 63 + "/runs/" + "r" * 80 + "/outputs/",
+        metrics_uri="s3://" + "b" * 63 + "/runs/" + "r" * 80 + "/attempts/100/metrics.jsonl",
+        logs_uri="s3://" + "b" * 63 + "/runs/" + "r" * 80 + "/attempts/100/logs/",
+        final_metrics={
+            f"{index:05d}{NASTY * 20}": -1.2345678901234567e-100 for index in range(9000)
+        },
+        message=NASTY * 5000,
+        environment={"cache_key": NASTY * 500},
+        gpu={"gpus": [NASTY * 100] * 16},
+        final_metrics_dropped=10**6,
     )

@@ -19,9 +19,9 @@ from instance_agent.task_token import MAX_CAUSE_CHARS
 from lambdas.models import bounds as lambda_bounds
 from lambdas.models import steps
 from lambdas.models.steps import FinalizeOutput
+from tests.largest_payloads import NASTY, largest_result
 
 QUOTE = '"'  # doubled when escaped: the worst character for a size, with control characters
-NASTY = 'x"\\\n\x01é中😀'  # one of each escape width JSON has: 1, 2, 6 and 12 bytes
 
 
 def stderr_of(text: str) -> str:
@@ -95,27 +95,6 @@ def test_a_set_up_report_too_large_is_left_out():
 
     assert fields["gpu"] is None
     assert fields["environment"] == {"action": "none"}
-
-
-def largest_result() -> AgentResult:
-    """Every part that can grow, grown past its cap with the characters that escape worst."""
-    return AgentResult(
-        outcome="script-failed",
-        exit_code=-2_147_483_648,
-        stderr_tail=NASTY * 5000,
-        started_at="2026-12-03T10:42:11.123456+00:00",
-        ended_at="2026-12-03T10:42:11.123456+00:00",
-        outputs_uri="s3://" + "b" * 63 + "/runs/" + "r" * 80 + "/outputs/",
-        metrics_uri="s3://" + "b" * 63 + "/runs/" + "r" * 80 + "/attempts/100/metrics.jsonl",
-        logs_uri="s3://" + "b" * 63 + "/runs/" + "r" * 80 + "/attempts/100/logs/",
-        final_metrics={
-            f"{index:05d}{NASTY * 20}": -1.2345678901234567e-100 for index in range(9000)
-        },
-        message=NASTY * 5000,
-        environment={"cache_key": NASTY * 500},
-        gpu={"gpus": [NASTY * 100] * 16},
-        final_metrics_dropped=10**6,
-    )
 
 
 def test_the_largest_result_fits_a_task_failure_cause_without_being_cut():
