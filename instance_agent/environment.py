@@ -14,9 +14,9 @@ script starts, in `envs_root/<cache key>/`:
 
 The cache key covers a format version, the requirements (with the files they include by `-r` /
 `-c`, and the code's files when they name local paths such as `./wheels/x.whl`), the image, the
-architecture, the image Python's exact `sys.version` and the installer. An editable install of a
-local path (`-e .`) points into this attempt's code directory, so that environment is never
-cached in S3.
+AMI the instance booted (IMDS `ami-id`; left out when IMDS does not say), the architecture, the
+image Python's exact `sys.version` and the installer. An editable install of a local path
+(`-e .`) points into this attempt's code directory, so that environment is never cached in S3.
 
 The installer: uv over a plain image, pip over an image that ships packages to reuse
 (`ImagePython.layered`, the DLAMI's torch). uv does not see the packages of the base
@@ -135,6 +135,9 @@ class ImagePython:
     interpreter: str  # a name on PATH ("python3") or an absolute path
     architecture: str  # "x86_64" | "arm64" (part of the cache key)
     layered: bool  # the image ships packages to reuse (DLAMI: torch): pip installs over them
+    # The AMI the instance booted (IMDS ami-id; part of the cache key when known): two AMIs of
+    # one image name can ship the same Python over different system libraries.
+    ami_id: str | None = None
 
 
 @dataclass
@@ -222,10 +225,12 @@ def _uv_executable(uv: str | Callable[[], str | None] | None) -> str | None:
 
 
 def cache_key(dependencies: bytes, image: ImagePython, python_version: str, installer: str) -> str:
-    """sha256 over the format version, the requirements, the image, its architecture, the image
-    Python's sys.version and the installer; `dependencies` is requirements.txt's bytes when it
-    names no other file (see read_dependencies)."""
+    """sha256 over the format version, the requirements, the image, its AMI id (when known), its
+    architecture, the image Python's sys.version and the installer; `dependencies` is
+    requirements.txt's bytes when it names no other file (see read_dependencies)."""
     header = [FORMAT_VERSION, image.image, image.architecture, python_version, installer]
+    if image.ami_id:  # unknown (IMDS did not say): the key of an image name, as before
+        header.append(image.ami_id)
     digest = hashlib.sha256(json.dumps(header).encode())
     digest.update(b"\0")
     digest.update(dependencies)

@@ -82,6 +82,11 @@ def instance_id(client: ImdsClient | None = None) -> str:
     return value
 
 
+def ami_id(client: ImdsClient | None = None) -> str | None:
+    """The id of the AMI the instance booted from; None when the service has none."""
+    return (client or ImdsClient()).get("meta-data/ami-id") or None
+
+
 def spot_instance_action(client: ImdsClient | None = None) -> dict[str, Any] | None:
     """{"action": "terminate"|"stop"|"hibernate", "time": ...} once a notice is out, else None."""
     return (client or ImdsClient()).get_json("meta-data/spot/instance-action")

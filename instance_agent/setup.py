@@ -6,15 +6,19 @@ The GPU check comes first: it takes a second, and a dead driver should not cost 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from . import imds
 from .config import AgentConfig, local_interpreter
 from .environment import ImagePython, PreparedEnvironment, prepare_environment
 from .gpu import GpuReport, check_gpus
 from .uv_tool import find_uv
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,14 +36,30 @@ class Setup:
         }
 
 
-def image_python(config: AgentConfig, environ: dict[str, str]) -> ImagePython:
+def image_python(
+    config: AgentConfig, environ: dict[str, str], ami_id: str | None = None
+) -> ImagePython:
     image = config.image
     return ImagePython(
         image=image.name,
         interpreter=local_interpreter(image.interpreter, environ),
         architecture=image.architecture,
         layered=image.layered,
+        ami_id=ami_id,
     )
+
+
+def booted_ami() -> str | None:
+    """The AMI id IMDS gives; None (logged) when it does not answer, and the environment's cache
+    key then goes without it rather than the attempt failing."""
+    try:
+        found = imds.ami_id(imds.ImdsClient(timeout=1.0))
+    except imds.ImdsError as error:
+        logger.warning("no AMI id from instance metadata (%s): cache key without it", error)
+        return None
+    if found is None:
+        logger.warning("instance metadata has no ami-id: environment cache key without it")
+    return found
 
 
 def set_up(
@@ -56,7 +76,7 @@ def set_up(
     gpu = check() if config.image.nvidia_gpus else None
     prepared = prepare_environment(
         code_dir,
-        image_python(config, dict(os.environ)),
+        image_python(config, dict(os.environ), booted_ami()),
         s3,
         config.bucket,
         home / "envs",

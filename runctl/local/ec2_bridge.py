@@ -18,7 +18,12 @@ class Ec2Bridge:
     def run_instances(self, backend: InstanceBackend, *args: Any, **kwargs: Any) -> Any:
         reservation = self._original_run(backend, *args, **kwargs)
         for instance in reservation.instances:
-            self.fleet.launch(instance.id, instance.instance_type, str(instance.placement.zone))
+            self.fleet.launch(
+                instance.id,
+                instance.instance_type,
+                str(instance.placement.zone),
+                instance.image_id or None,  # the launch template's when the request named none
+            )
         return reservation
 
     def terminate(self, instance: Instance) -> Any:

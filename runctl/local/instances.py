@@ -46,6 +46,7 @@ class LocalInstance:
         base_env: dict[str, str],
         boot_seconds: float,
         gpu_broken: bool = False,
+        image_id: str | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.home = home
@@ -58,6 +59,7 @@ class LocalInstance:
                 "instance-type": instance_type,
                 "placement/availability-zone": availability_zone,
                 "placement/region": availability_zone[:-1],
+                **({"ami-id": image_id} if image_id else {}),
             }
         ).start()
         self.env = {
@@ -139,7 +141,14 @@ class LocalFleet:
         # How many of the next instances get a GPU whose driver fails (nvidia-smi exits 9).
         self.broken_gpu_instances = 0
 
-    def launch(self, instance_id: str, instance_type: str, availability_zone: str) -> None:
+    def launch(
+        self,
+        instance_id: str,
+        instance_type: str,
+        availability_zone: str,
+        image_id: str | None = None,
+    ) -> None:
+        """Start the stand-in for an instance EC2 launched (image_id: the AMI it launched with)."""
         with self._lock:
             gpu_broken = self.broken_gpu_instances > 0
             self.broken_gpu_instances -= int(gpu_broken)
@@ -151,6 +160,7 @@ class LocalFleet:
             self.base_env,
             self.boot_seconds,
             gpu_broken,
+            image_id,
         )
         with self._lock:
             self.instances[instance_id] = instance

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,33 @@ def test_given_a_half_built_env_on_this_instance_then_it_is_built_again(s3, plac
     assert (prepared.action, prepared.cache_key) == (INSTALLED, key)
     assert not (half / "lib" / "partial.py").exists()
     assert (half / COMPLETE_MARKER).exists()
+
+
+def test_an_env_cached_on_one_ami_is_restored_on_that_ami_and_built_anew_on_another(
+    s3, place, tmp_path
+):
+    # Given an environment built and cached by an instance of one AMI
+    code = place("anything==1.0\n")
+    first_ami = replace(PLAIN_IMAGE, ami_id="ami-0aaaaaaaaaaaaaaaa")
+    built = _prepare(
+        code, s3, tmp_path / "instance-1", str(FakeUv(tmp_path / "fake-1").path), image=first_ami
+    )
+
+    # When another instance of that AMI, then one of another AMI, prepare it
+    never = FakeUv(tmp_path / "never", pip_action="exit 1")
+    same = _prepare(code, s3, tmp_path / "instance-2", str(never.path), image=first_ami)
+    fake = FakeUv(tmp_path / "fake-3")
+    other_ami = replace(PLAIN_IMAGE, ami_id="ami-0bbbbbbbbbbbbbbbb")
+    other = _prepare(code, s3, tmp_path / "instance-3", str(fake.path), image=other_ami)
+
+    # Then the same AMI restores it without an installer, the other builds its own and caches it
+    assert (same.action, same.cache_key) == (RESTORED, built.cache_key)
+    assert never.runs() == []
+    assert other.action == INSTALLED and other.cache_key != built.cache_key
+    assert len(fake.runs()) == 2
+    assert sorted(_keys(s3)) == sorted(
+        env_archive_key(prepared.cache_key or "") for prepared in (built, other)
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from instance_agent.environment import ImagePython, cache_key
+from runctl.local.imds import LocalImds
+
 UV = str(Path(sys.executable).parent / "uv")
 SCRIPT = "import pathlib; pathlib.Path('ran').write_text('yes')\n"
 GPU_IMAGE = {
@@ -140,3 +143,34 @@ def test_a_notice_during_the_install_kills_the_installer_and_hands_off(
     with pytest.raises(ProcessLookupError):
         os.kill(installer, 0)
     assert not any((harness.home / "envs").glob("*/bin"))
+
+
+@pytest.mark.parametrize("ami_id", ["ami-0123456789abcdef0", None], ids=["imds-says", "no-imds"])
+def test_the_environment_is_keyed_by_the_ami_imds_gives_and_built_without_one(
+    harness, monkeypatch, ami_id
+):
+    # Given local mode's IMDS with the instance's AMI id (or no IMDS at all: port 9 refuses),
+    # and requirements that name nothing to fetch
+    imds = LocalImds({"ami-id": ami_id} if ami_id else {}).start()
+    if ami_id:
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint)
+    monkeypatch.setenv("RUNCTL_UV", UV)
+    requirements = "# nothing to install\n"
+    uri, digest = harness.upload_code({"train.py": SCRIPT, "requirements.txt": requirements})
+    spec = {**harness.spec(SCRIPT), "code": {"s3_uri": uri, "sha256": digest}}
+
+    # When the attempt runs
+    try:
+        result = harness.run(harness.write_config(spec, image=PLAIN_IMAGE))
+    finally:
+        imds.stop()
+
+    # Then it succeeds either way, its environment's key carrying the AMI id when IMDS gave one
+    assert result.outcome == "succeeded", result.message
+    image = ImagePython("al2023", sys.executable, "x86_64", layered=False, ami_id=ami_id)
+    assert result.environment is not None
+    assert result.environment["action"] == "installed"
+    assert result.environment["cache_key"] == cache_key(
+        requirements.encode(), image, sys.version, "uv"
+    )
+    assert _script_ran(harness)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -171,9 +172,10 @@ def test_the_cache_key_is_stable_and_a_sha256():
         {"python": PY311},
         {"image": ImagePython("ami-0123456789abcdef0", "python3", "x86_64", layered=False)},
         {"image": ImagePython("al2023", "python3", "arm64", layered=False)},
+        {"image": replace(AL2023, ami_id="ami-0123456789abcdef0")},
         {"installer": "pip"},
     ],
-    ids=["requirements", "python-version", "image", "architecture", "installer"],
+    ids=["requirements", "python-version", "image", "architecture", "ami-id", "installer"],
 )
 def test_each_input_of_the_cache_key_changes_it(change: dict):
     base = {"requirements": b"numpy==2.0\n", "image": AL2023, "python": PY39, "installer": "uv"}
@@ -185,6 +187,19 @@ def test_each_input_of_the_cache_key_changes_it(change: dict):
         )
 
     assert key(changed) != key(base)
+
+
+def test_two_amis_of_one_image_name_get_two_keys_and_one_ami_always_the_same():
+    first = replace(AL2023, ami_id="ami-0aaaaaaaaaaaaaaaa")
+    second = replace(AL2023, ami_id="ami-0bbbbbbbbbbbbbbbb")
+
+    def key(image: ImagePython) -> str:
+        return cache_key(b"numpy==2.0\n", image, PY39, "uv")
+
+    assert key(first) != key(second)
+    assert key(first) == key(replace(AL2023, ami_id="ami-0aaaaaaaaaaaaaaaa"))
+    # Unknown (IMDS did not say): a key of its own, not one of an AMI's
+    assert key(AL2023) not in (key(first), key(second))
 
 
 def test_given_plain_requirements_then_the_key_covers_exactly_their_bytes(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from instance_agent import imds
+from instance_agent.setup import booted_ami
 
 TOKEN = "tok-123"
 
@@ -85,6 +87,36 @@ def test_the_endpoint_comes_from_the_environment(fake, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.endpoint.rstrip("/"))
 
     assert imds.instance_id() == "i-0123456789abcdef0"
+
+
+def test_the_ami_id_is_read_and_none_when_the_service_has_none(fake):
+    client = imds.ImdsClient(fake.endpoint)
+    assert imds.ami_id(client) is None
+
+    fake.paths["/latest/meta-data/ami-id"] = "ami-0123456789abcdef0"
+
+    assert imds.ami_id(client) == "ami-0123456789abcdef0"
+
+
+def test_the_booted_ami_comes_from_the_environments_endpoint(fake, monkeypatch):
+    fake.paths["/latest/meta-data/ami-id"] = "ami-0123456789abcdef0"
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.endpoint)
+
+    assert booted_ami() == "ami-0123456789abcdef0"
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["unreachable", "no-ami-id"])
+def test_without_an_ami_id_from_imds_the_booted_ami_is_none_and_said(
+    fake, monkeypatch, caplog, answers
+):
+    # Given a metadata service that is not there, or has no ami-id
+    endpoint = fake.endpoint if answers else "http://127.0.0.1:9/"
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+
+    # When the set-up asks for the AMI, then it goes on without one, saying so
+    with caplog.at_level(logging.WARNING, logger="instance_agent.setup"):
+        assert booted_ami() is None
+    assert "cache key without it" in caplog.text
 
 
 def test_no_spot_notice_is_none_and_a_notice_is_its_json(fake):

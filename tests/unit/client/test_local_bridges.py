@@ -7,11 +7,18 @@ import json
 import uuid
 import zipfile
 from types import SimpleNamespace
+from typing import Any
+from unittest import mock
 
+import boto3
 import pytest
+from moto import mock_aws
+from moto.ec2.models.instances import InstanceBackend
 
+from instance_agent import imds
 from lambdas.functions import TRAIN_RUN_SETTINGS, TRAIN_RUN_STEPS
 from runctl.local.deploy import STATEMACHINES_DIR, agent_zip, substitute
+from runctl.local.ec2_bridge import Ec2Bridge
 from runctl.local.instances import LocalInstance
 from runctl.local.lambda_bridge import patched_invoke
 
@@ -87,6 +94,41 @@ def test_instance_runs_shell_commands_in_its_home_with_its_imds(tmp_path):
         assert endpoint == instance.imds.endpoint
     finally:
         instance.terminate()
+
+
+@pytest.mark.parametrize("image_id", ["ami-0123456789abcdef0", None])
+def test_an_instance_imds_serves_the_ami_it_was_launched_with(tmp_path, image_id):
+    # Given a local instance launched with an AMI (or none known); an id of its own, as
+    # terminating it kills the processes marked with it
+    instance_id = f"i-{uuid.uuid4().hex[:17]}"
+    instance = LocalInstance(
+        instance_id, "g5.xlarge", "us-east-1a", tmp_path / "i", {}, 0, image_id=image_id
+    )
+    try:
+        # When the agent asks its IMDS (IMDSv2, as on EC2), then it answers with that id
+        assert imds.ami_id(imds.ImdsClient(instance.imds.endpoint)) == image_id
+    finally:
+        instance.terminate()
+
+
+def test_the_ec2_bridge_launches_each_instance_with_its_image_id():
+    # Given the bridge in place of moto's RunInstances, and a fleet that records launches
+    fleet = SimpleNamespace(launched=[])
+    fleet.launch = lambda *args: fleet.launched.append(args)
+    bridge = Ec2Bridge(fleet)
+
+    def run_instances(backend: InstanceBackend, *args: Any, **kwargs: Any) -> Any:
+        return bridge.run_instances(backend, *args, **kwargs)  # as the emulator patches it in
+
+    with mock_aws(), mock.patch.object(InstanceBackend, "run_instances", run_instances):
+        # When an instance is launched
+        [launched] = boto3.client("ec2", region_name="us-east-1").run_instances(
+            ImageId="ami-0123456789abcdef0", MinCount=1, MaxCount=1, InstanceType="g5.xlarge"
+        )["Instances"]
+
+    # Then the local instance is started with the AMI id, for its IMDS to serve
+    zone = launched["Placement"]["AvailabilityZone"]
+    assert fleet.launched == [(launched["InstanceId"], "g5.xlarge", zone, "ami-0123456789abcdef0")]
 
 
 def test_terminating_an_instance_kills_its_detached_processes(tmp_path):
