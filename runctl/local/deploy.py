@@ -48,6 +48,9 @@ class LocalSettings:
     default_instance_types: tuple[str, ...] = ("g5.xlarge", "g4dn.xlarge")
     # AWS gives 120 s between a spot warning and the termination; locally less, same protocol.
     spot_notice_seconds: float = 30.0
+    # Wait states (the polls for boot, bootstrap and handoff) last this fraction of their
+    # seconds: deadlines stay wall-clock, only the polls come sooner (runctl/local/waits.py).
+    wait_scale: float = 0.25
     # runctl:pipelines (issue #5): deployed with their marker rules (runctl/local/s3_events.py).
     pipelines: tuple[Pipeline, ...] = ()
     # Hold each Lambda to its role and the agent to the instance role, with the synthesized

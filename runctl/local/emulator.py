@@ -24,7 +24,7 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 
 from lambdas.env import lambda_env
 from lambdas.integrations.aws_clients import aws_client
-from runctl.local import lambda_bridge
+from runctl.local import lambda_bridge, waits
 from runctl.local.capacity import CapacityFaults
 from runctl.local.ec2_bridge import Ec2Bridge
 from runctl.local.iam.enforcer import Enforcer
@@ -41,9 +41,11 @@ _ORIGINAL_PUT_OBJECT = S3Backend.put_object
 class Emulator:
     """Start with `with Emulator(root) as emulator:`; everything is undone on exit."""
 
-    def __init__(self, root: Path, boot_seconds: float = 0.0) -> None:
+    def __init__(self, root: Path, boot_seconds: float = 0.0, wait_scale: float = 1.0) -> None:
         self.root = root
         self.boot_seconds = boot_seconds
+        # Wait states last this fraction of their seconds (runctl/local/waits.py).
+        self.wait_scale = wait_scale
         self.port = 0  # the server's, once started
         self.endpoint = ""
         self.fleet = LocalFleet(root, {}, boot_seconds)
@@ -94,12 +96,15 @@ class Emulator:
             (S3Backend, "create_multipart_upload", self._multipart_started),
             (S3Backend, "put_object", self._put_started),
             *SFN_INTEGRATION_PATCHES,
+            *waits.PATCHES,
         ):
             # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
             stack.enter_context(
                 mock.patch.object(target, name, _as_method(replacement), create=True)
             )
         stack.enter_context(self.capacity.installed())
+        waits.SCALE.set(self.wait_scale)
+        stack.callback(waits.SCALE.set, 1.0)
         # moto logs every failed state at ERROR; a failed run is reported by runctl itself.
         for noisy in ("werkzeug", "moto.stepfunctions"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -33,7 +33,7 @@ class LocalSession:
     def __init__(self, root: Path, settings: LocalSettings | None = None) -> None:
         self.root = root
         self.settings = settings or LocalSettings()
-        self.emulator = Emulator(root)
+        self.emulator = Emulator(root, wait_scale=self.settings.wait_scale)
         self.stack: LocalStack
 
     def __enter__(self) -> LocalSession:

@@ -33,7 +33,9 @@ AT_STEP_250 = "/checkpoints/ckpt-00250.json"
 FAULT_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=60, spot_notice_seconds=20)
 
 # Counts steps, checkpoints every `every` steps (temp name, then rename), checkpoints on SIGTERM
-# unless told to ignore it, reports each step with its attempt.
+# unless told to ignore it, reports each step with its attempt. Steps take `step_seconds` on the
+# attempts a fault may land on (the first `slow_attempts`) and almost nothing after: the margins
+# above are the faulted attempts', and the rest of the run only has to be counted.
 STEP_SCRIPT = """
 import json, os, pathlib, signal, sys, time
 hp = json.loads(os.environ["RUNCTL_HPARAMS"])
@@ -62,7 +64,7 @@ while step < hp["steps"]:
     print("RUNCTL_METRIC " + json.dumps({"step": step, "attempt": attempt}), flush=True)
     if hp.get("every") and step % hp["every"] == 0:
         save()
-    time.sleep(hp.get("step_seconds", 0.05))
+    time.sleep(hp.get("step_seconds", 0.05) if attempt <= hp.get("slow_attempts", 1) else 0.001)
 out = pathlib.Path(os.environ["RUNCTL_OUTPUT_DIR"])
 (out / "model.bin").write_bytes(b"m" * hp.get("output_bytes", 1))
 (out / "done.json").write_text(json.dumps({"step": step}))
@@ -163,6 +165,7 @@ def test_two_interruptions_in_a_row_resume_twice(faults):
             Fault("interrupt", 0, when_upload=AT_STEP_250),
         ],
         steps=400,
+        slow_attempts=2,
     )
 
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
@@ -224,6 +227,7 @@ def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
             Fault("interrupt", 0, when_upload=AT_STEP_250),
         ],
         steps=400,
+        slow_attempts=2,
     )
 
     assert outcome.record.status is RunStatus.FAILED
@@ -238,7 +242,7 @@ def test_interruption_budget_exhausted_fails_the_run_and_says_so(faults):
 
 def test_duplicate_warning_resumes_once(faults, fault_session, wait_for_record):
     # Given a warning that EventBridge delivers twice (and the IMDS notice as well)
-    run_id = faults.start([Fault("interrupt", 0, when_upload=AT_STEP_30)])
+    run_id = faults.start([Fault("interrupt", 0, when_upload=AT_STEP_30)], slow_attempts=2)
     record = wait_for_record(fault_session, run_id, lambda r: r.attempt == 2)
     old = record.attempts["1"].instance_id
     event = ec2_event(
