@@ -28,9 +28,15 @@ _PRELUDE = [
 # first runs). It unpacks into a fresh directory, swapped in whole: the old agent is renamed
 # aside first, so a failed install never leaves half an agent. A download that fails or
 # arrives corrupt is fetched again; staging left by a killed install is removed.
-_DOWNLOAD_AGENT = """\
+# One Python does it all (boto3's check, the fetch, the new agent's import check): each Python
+# that imports boto3 costs a few hundred ms of CPU at boot, and local sweeps boot many at once.
+NO_BOTO3_EXIT = 3
+_DOWNLOAD_AGENT = f"""\
 import glob, os, shutil, sys, tempfile, time, zipfile
-import boto3
+try:
+    import boto3
+except ImportError:
+    sys.exit({NO_BOTO3_EXIT})
 uri, region, home = sys.argv[1], sys.argv[2], sys.argv[3]
 pause = float(os.environ.get("RUNCTL_INSTALL_RETRY_SECONDS", "2"))
 bucket, key = uri[len("s3://"):].split("/", 1)
@@ -59,7 +65,10 @@ if os.path.exists(target):
     os.replace(target, os.path.join(staging, "old"))
 os.replace(os.path.join(staging, "new"), target)
 shutil.rmtree(staging, ignore_errors=True)
-print("agent installed in", target)"""
+print("agent installed in", target)
+sys.path.insert(0, home)
+import instance_agent  # noqa: E402 - the new agent imports under this Python
+print("agent import ok")"""
 
 
 def install_agent_script(agent_s3_uri: str, region: str) -> list[str]:
@@ -69,15 +78,21 @@ def install_agent_script(agent_s3_uri: str, region: str) -> list[str]:
         *_PRELUDE,
         'exec 9>"$RUNCTL_HOME/install.lock"',
         "flock -w 600 9",
-        "if ! python3 -c 'import boto3' >/dev/null 2>&1; then",
-        "  if command -v dnf >/dev/null 2>&1; then dnf install -y -q python3-boto3; "
-        "else python3 -m pip install -q boto3; fi",
-        "fi",
+        "fetch_agent() {",
         f'python3 - {shlex.quote(agent_s3_uri)} {shlex.quote(region)} "$RUNCTL_HOME" '
         "<<'RUNCTL_PY'",
         _DOWNLOAD_AGENT,
         "RUNCTL_PY",
-        "python3 -c 'import instance_agent' && echo 'agent import ok'",
+        "}",
+        "status=0",
+        "fetch_agent || status=$?",
+        f'if [ "$status" = {NO_BOTO3_EXIT} ]; then',
+        "  if command -v dnf >/dev/null 2>&1; then dnf install -y -q python3-boto3; "
+        "else python3 -m pip install -q boto3; fi",
+        "  fetch_agent",
+        'elif [ "$status" != 0 ]; then',
+        '  exit "$status"',
+        "fi",
     ]
 
 

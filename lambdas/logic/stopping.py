@@ -14,9 +14,11 @@ from lambdas.logic.agent_commands import send_notice
 from lambdas.models.run_record import FINAL_STATUSES, RunRecord, RunStatus
 from lambdas.models.steps import PreviousAttempt, StopRunOutput
 
-# The agent works (and reads notices) in these states; in CHECKPOINTING it is already ending the
-# attempt for an interruption, and the next attempt will not start.
-AGENT_WORKING = frozenset({RunStatus.STAGING, RunStatus.RUNNING})
+# With the attempt's task token stored, its agent works (STAGING, RUNNING) or is being started
+# (LAUNCHING: StartAgent stored the token and sent the start; the agent reads notice.json on its
+# first look, so a notice written before it runs still stops it). In CHECKPOINTING it is already
+# ending the attempt for an interruption, and the next attempt will not start.
+AGENT_WORKING = frozenset({RunStatus.LAUNCHING, RunStatus.STAGING, RunStatus.RUNNING})
 
 
 def stop_run(run_id: str, table: RunsTable, commands: SsmCommands, now: str) -> StopRunOutput:

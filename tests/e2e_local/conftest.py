@@ -23,6 +23,9 @@ from tests.conftest import wide_console
 # Quick polls; lost instances are noticed by their state-change event, so the heartbeat (the
 # backstop) can allow for an agent slowed by a loaded machine.
 E2E_SETTINGS = LocalSettings(poll_seconds=1, heartbeat_seconds=60)
+# Each module is an xdist group of its own (`pytestmark`): a group runs whole on one worker, so a
+# module's LocalSession never shares a process with another's (moto's backends are
+# process-wide), and the two workers share the modules between them.
 # Whole runs and sweeps, with their module's session set up first: the hang guard for e2e tests
 # (pyproject's 300 s) must exceed the longest wait a test allows itself (280 s) plus that setup.
 E2E_TIMEOUT_SECONDS = 600

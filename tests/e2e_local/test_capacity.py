@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e_local.conftest import invoke_cli
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_capacity")]
 
 
 def test_given_no_spot_capacity_when_run_locally_then_succeeds_on_demand_and_says_why(project):

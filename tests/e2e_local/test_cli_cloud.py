@@ -20,7 +20,7 @@ from runctl.client import Client
 from runctl.client.plotting import curve_id
 from tests.e2e_local.conftest import QUICK, STACK, invoke_cli
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_cli_cloud")]
 
 
 def _run_id(output: str) -> str:

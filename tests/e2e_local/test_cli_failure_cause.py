@@ -20,7 +20,7 @@ from runctl.packaging import CodePackage
 from tests.conftest import wide_console
 from tests.e2e_local.conftest import QUICK, ScriptRunner
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_cli_failure_cause")]
 
 
 def _invoke_on_80_columns(*args: str, exit_code: int) -> str:

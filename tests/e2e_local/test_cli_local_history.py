@@ -12,7 +12,7 @@ import pytest
 from runctl.client.plotting import curve_id
 from tests.e2e_local.conftest import invoke_cli
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_cli_local_history")]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

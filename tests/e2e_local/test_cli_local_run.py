@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from runctl.cli import app
 from tests.e2e_local.conftest import EXAMPLES
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_cli_local_run")]
 
 
 def test_local_run_of_the_example_prints_progress_and_succeeds(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from lambdas.models.run_record import RunStatus
 from runctl.client import Client
 from tests.e2e_local.conftest import EXAMPLES, QUICK, STACK, invoke_cli
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_cli_sweeps")]
 
 
 def _sweep_id(output: str) -> str:

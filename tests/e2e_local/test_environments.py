@@ -14,7 +14,7 @@ from runctl.local.faults import Fault
 from runctl.local.session import LocalSession
 from tests.e2e_local.conftest import E2E_SETTINGS, ScriptRunner
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_environments")]
 
 # A small pure-Python package from PyPI that runctl itself does not depend on.
 PACKAGE = "humanize"

@@ -14,7 +14,7 @@ from runctl.local.iam import local as iam_local
 from runctl.local.session import LocalSession
 from tests.e2e_local.conftest import E2E_SETTINGS, ScriptRunner
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_iam_enforced")]
 
 LAUNCH_HANDLER = "lambdas.handlers.launch_instance.lambda_handler"
 

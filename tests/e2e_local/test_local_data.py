@@ -12,7 +12,7 @@ from runctl.data_folders import scan_data_folder
 from runctl.specs import LocalData
 from tests.e2e_local.conftest import invoke_cli
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local_data")]
 
 READ_DATA = """
     import os

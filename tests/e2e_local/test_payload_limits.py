@@ -20,7 +20,7 @@ from lambdas.models.steps import FINAL_METRICS_JSON_BYTES, STDERR_TAIL_JSON_BYTE
 from runctl.local.limits import MAX_PAYLOAD_BYTES, payload_size
 from tests.largest_payloads import largest_spec, spec_size
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_payload_limits")]
 
 METRIC_NAMES = 2000
 NOISY_SCRIPT = f"""

@@ -17,7 +17,7 @@ from runctl.local.deploy import LocalSettings
 from runctl.local.session import LocalSession
 from runctl.packaging import CodePackage, package_directory
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_pipelines")]
 
 LOCAL_BUCKET = "runctl-local-bucket"  # what runctl/local/deploy.py names the runctl bucket
 VERSION = "2026-11-23"

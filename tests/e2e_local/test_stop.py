@@ -10,7 +10,7 @@ import pytest
 from lambdas.constants import checkpoint_manifest_key, outputs_prefix
 from lambdas.models.run_record import EndReason, RunStatus
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_stop")]
 
 # Counts steps for a long time, checkpoints every 10 and on SIGTERM, and leaves an output behind.
 LONG_SCRIPT = """

@@ -17,7 +17,7 @@ from runctl.local.sweeps import LocalSweeps, SweepOutcome
 from runctl.packaging import package_directory
 from tests.e2e_local.conftest import EXAMPLES
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_sweeps")]
 
 # A few quick steps per run: the sweep's mechanics are under test, not the training.
 QUICK = {"steps": 20, "step_seconds": 0.01, "checkpoint_every": 10}

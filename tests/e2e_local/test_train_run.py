@@ -9,7 +9,7 @@ import pytest
 from lambdas.constants import attempt_prefix, checkpoints_prefix, outputs_prefix
 from lambdas.models.run_record import EndReason, RunStatus
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_local")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_train_run")]
 
 SUCCESSFUL_SCRIPT = """
     import json, os, pathlib

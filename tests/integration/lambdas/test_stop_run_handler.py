@@ -49,6 +49,21 @@ def test_given_training_run_when_stopped_then_agent_gets_a_stop_notice(
     assert notice["notice_time"] == read_record("run-1")["stop_requested_at"]
 
 
+def test_given_agent_being_started_when_stopped_then_it_gets_the_notice_before_it_runs(
+    stop, recorded_run, launched, set_record_fields, fake_ssm, tmp_path
+):
+    # Given StartAgent stored the token and sent the start, but the agent has not yet written
+    # STAGING: it will run, so it must find the notice when it first looks
+    set_record_fields("run-1", status="LAUNCHING", task_token=TOKEN)
+
+    answer = stop()
+
+    assert answer["action"] == "agent-asked-to-stop"
+    (sent,) = fake_ssm.sent
+    assert sent["InstanceIds"] == [launched["instance_id"]]
+    assert _notice_written(sent, tmp_path)["kind"] == "stop-requested"
+
+
 def test_given_booting_run_when_stopped_then_marked_and_no_command_sent(
     stop, recorded_run, launched, fake_ssm, read_record
 ):

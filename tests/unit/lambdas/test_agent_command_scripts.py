@@ -289,10 +289,10 @@ def installer(tmp_path):
     home = tmp_path / "home"
     counter = tmp_path / "downloads"
 
-    def run(*downloads: Path) -> subprocess.Popen[str]:
+    def run(*downloads: Path, pythonpath: Path = stub) -> subprocess.Popen[str]:
         env = {
             "PATH": f"{bin_dir}:/usr/bin:/bin",
-            "PYTHONPATH": str(stub),
+            "PYTHONPATH": str(pythonpath),
             "RUNCTL_HOME": str(home),
             "RUNCTL_INSTALL_RETRY_SECONDS": "0",
             "STUB_DOWNLOADS": os.pathsep.join(str(path) for path in downloads),
@@ -325,6 +325,36 @@ def test_given_a_corrupt_download_when_installing_then_it_is_fetched_again(insta
     assert "install attempt 1 failed: BadZipFile" in stderr
     assert stdout.strip().endswith("agent import ok")
     assert counter.read_text() == "xx"
+    assert _agent_files(home) == ["__init__.py", "main.py"]
+
+
+def test_given_a_python_without_boto3_when_installing_then_boto3_is_installed_and_fetched_once(
+    installer, tmp_path
+):
+    # Given an image whose python3 has no boto3 (site-packages off; PYTHONPATH empty) and whose
+    # package manager, when asked, installs the stand-in boto3
+    run, home, counter, agent, _ = installer
+    empty = tmp_path / "site"
+    empty.mkdir()
+    bin_dir = tmp_path / "bin"
+    (bin_dir / "python3").unlink()
+    (bin_dir / "python3").write_text(f'#!/bin/bash\nexec {sys.executable} -S "$@"\n')
+    (bin_dir / "dnf").write_text(
+        f'#!/bin/bash\necho "dnf $*" >> {tmp_path}/dnf.log\n'
+        f"cp {tmp_path}/stub/boto3.py {empty}/boto3.py\n"
+    )
+    for name in ("python3", "dnf"):
+        (bin_dir / name).chmod(0o755)
+
+    process = run(agent, pythonpath=empty)
+    stdout, stderr = process.communicate(timeout=60)
+
+    # Then it installed boto3 once, fetched the agent once (the first try stopped before any
+    # download) and checked that the agent imports
+    assert process.returncode == 0, stderr
+    assert (tmp_path / "dnf.log").read_text() == "dnf install -y -q python3-boto3\n"
+    assert counter.read_text() == "x"
+    assert stdout.strip().endswith("agent import ok")
     assert _agent_files(home) == ["__init__.py", "main.py"]
 
 
