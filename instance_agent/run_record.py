@@ -15,7 +15,9 @@ from typing import Any, Callable, Union
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .bounds import fit_json
 from .clock import utc_now_iso
+from .result import SETUP_REPORT_JSON_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,13 @@ class RunRecord:
 
     def set_setup(self, phases: dict[str, Any]) -> bool:
         """This attempt's set-up phases (environment, GPU) under setup.<attempt>: written as soon
-        as they are known, so an attempt that is interrupted later still shows them."""
-        value = _serializer.serialize(json.loads(json.dumps(phases), parse_float=Decimal))
+        as they are known, so an attempt that is interrupted later still shows them. A report
+        over SETUP_REPORT_JSON_BYTES is left out (None), as in the result: the run item holds
+        the newest attempts' set-up within DynamoDB's 400 KB."""
+        capped = {
+            name: fit_json(report, SETUP_REPORT_JSON_BYTES) for name, report in phases.items()
+        }
+        value = _serializer.serialize(json.loads(json.dumps(capped), parse_float=Decimal))
         return self._update({("setup", str(self.attempt)): value})
 
     def _update(self, fields: dict[Field, dict[str, Any]]) -> bool:

@@ -2,7 +2,9 @@
 256 KiB: args, environment and hyperparameters each at their byte cap, data entries up to the
 whole spec's cap. Values are made of double quotes, the character JSON escaping doubles at every
 level (in a caught error's cause the spec is escaped again), so no accepted spec of the same size
-takes more room in a state. And the largest result the agent sends."""
+takes more room in a state. With `fill=PLAIN` they are plain ASCII letters instead, one UTF-8 byte
+per byte of the cap: the most room a spec can take on the run item in DynamoDB, which counts
+UTF-8. And the largest result the agent sends."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from lambdas.models.run_spec import (
 )
 
 QUOTE = '"'
+PLAIN = "x"  # one byte escaped or not
 NASTY = 'x"\\\n\x01é中😀'  # one of each escape width JSON has: 1, 2, 6 and 12 bytes
 # How many args, variables and hyperparameters share their field's bytes.
 VALUES_PER_FIELD = 16
@@ -29,13 +32,17 @@ VALUES_PER_FIELD = 16
 DataEntry = Callable[[int, int], dict[str, str]]
 
 
-def strings_filling(total: int, count: int, wrap: Callable[[list[str]], Any]) -> list[str]:
-    """`count` strings of quotes such that `wrap(strings)` takes exactly `total` bytes."""
+def strings_filling(
+    total: int, count: int, wrap: Callable[[list[str]], Any], fill: str = QUOTE
+) -> list[str]:
+    """`count` strings of `fill` (quotes by default) such that `wrap(strings)` takes exactly
+    `total` bytes."""
+    width = json_size(fill) - 2  # a quote takes 2 bytes escaped
     room = total - json_size(wrap([""] * count))
-    each = room // (2 * count)  # a quote takes 2 bytes escaped
-    values = [QUOTE * each] * count
+    each = room // (width * count)
+    values = [fill * each] * count
     rest = total - json_size(wrap(values))
-    values[-1] += QUOTE * (rest // 2) + "x" * (rest % 2)
+    values[-1] += fill * (rest // width) + "x" * (rest % width)
     assert json_size(wrap(values)) == total
     return values
 
@@ -44,16 +51,18 @@ def _named(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{index:02d}" for index in range(count)]
 
 
-def largest_spec(base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int) -> dict[str, Any]:
+def largest_spec(
+    base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int, fill: str = QUOTE
+) -> dict[str, Any]:
     """`base` (code, entry_point, anything else) grown to the largest RunSpec: args, environment
-    and hyperparameters at their caps, then data entries (made by `data_entry`, s3_uri at least
-    `min_uri_chars`) until the whole spec is at its cap (exactly, when a URI character takes one
-    byte)."""
+    and hyperparameters at their caps (values made of `fill`), then data entries (made by
+    `data_entry`, s3_uri at least `min_uri_chars`) until the whole spec is at its cap (exactly,
+    when a URI character takes one byte)."""
     env_names = _named("VAR", VALUES_PER_FIELD)
     hp_names = _named("hp", VALUES_PER_FIELD)
     spec: dict[str, Any] = {
         **base,
-        "args": strings_filling(MAX_ARGS_JSON_BYTES, VALUES_PER_FIELD, lambda values: values),
+        "args": strings_filling(MAX_ARGS_JSON_BYTES, VALUES_PER_FIELD, lambda values: values, fill),
         "environment": dict(
             zip(
                 env_names,
@@ -61,6 +70,7 @@ def largest_spec(base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int
                     MAX_ENVIRONMENT_JSON_BYTES,
                     VALUES_PER_FIELD,
                     lambda values: dict(zip(env_names, values, strict=True)),
+                    fill,
                 ),
                 strict=True,
             )
@@ -72,6 +82,7 @@ def largest_spec(base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int
                     MAX_HYPERPARAMETERS_JSON_BYTES,
                     VALUES_PER_FIELD,
                     lambda values: dict(zip(hp_names, values, strict=True)),
+                    fill,
                 ),
                 strict=True,
             )

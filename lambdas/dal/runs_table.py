@@ -10,7 +10,13 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from lambdas.errors import RunAlreadyExists
-from lambdas.models.run_record import FINAL_STATUSES, Attempt, RunRecord, RunStatus
+from lambdas.models.run_record import (
+    FINAL_STATUSES,
+    SETUP_ATTEMPTS_KEPT,
+    Attempt,
+    RunRecord,
+    RunStatus,
+)
 from lambdas.models.steps import RunContext
 
 _serializer = TypeSerializer()
@@ -229,9 +235,17 @@ class RunsTable:
         )
 
     def advance_attempt(self, run_id: str, from_attempt: int, reason: str, now: str) -> bool:
-        """Attempt n -> n+1 and RESUMING, once: False when the run moved on or is final."""
+        """Attempt n -> n+1 and RESUMING, once: False when the run moved on or is final. The
+        set-up report of the attempt that is no longer among the newest SETUP_ATTEMPTS_KEPT goes
+        (every advance drops one, so at most that many are ever kept; the map itself is made by
+        `create`, as DynamoDB refuses a REMOVE below a missing map, not of a missing key)."""
         names = {"#status": "status", "#updated": "updated_at", "#attempts": "attempts"}
         names["#n"] = str(from_attempt)
+        removes = ["interrupted_by"]
+        oldest_dropped = from_attempt + 1 - SETUP_ATTEMPTS_KEPT
+        if oldest_dropped >= 1:
+            names |= {"#setup": "setup", "#dropped": str(oldest_dropped)}
+            removes.append("#setup.#dropped")
         values = {
             ":attempt": _to_dynamo(from_attempt),
             ":next": _to_dynamo(from_attempt + 1),
@@ -247,7 +261,7 @@ class RunsTable:
             update=(
                 "SET attempt = :next, #status = :resuming, #updated = :now, "
                 "task_token = :none, #attempts.#n.end_reason = :reason, "
-                "#attempts.#n.ended_at = :now REMOVE interrupted_by"
+                "#attempts.#n.ended_at = :now REMOVE " + ", ".join(removes)
             ),
             condition=(
                 f"attempt = :attempt AND NOT #status IN ({final_list}) "

@@ -25,8 +25,14 @@ from lambdas.integrations.ec2_fleet import Ec2Fleet
 from lambdas.integrations.metrics_files import MetricsFiles
 from lambdas.logic.metrics_summary import MetricsSummariser
 from lambdas.logic.pricing import PriceLookup, run_cost
+from lambdas.models.bounds import fit_head
 from lambdas.models.run_record import EndReason, RunRecord, RunStatus
-from lambdas.models.steps import AgentResult, FinalizeInput, FinalizeOutput
+from lambdas.models.steps import (
+    FINAL_CAUSE_JSON_BYTES,
+    AgentResult,
+    FinalizeInput,
+    FinalizeOutput,
+)
 from lambdas.observability import logger
 
 # A step error name -> why the run stopped. Names are the Lambdas' exception classes, the agent's
@@ -179,22 +185,7 @@ def finalize_run(
     outcome = decide_outcome(request, result)
     stamp = now.isoformat()
     duration = (now - datetime.fromisoformat(record.created_at)).total_seconds() if record else None
-    fields: dict[str, Any] = {
-        "status": outcome.status.value,
-        "end_reason": outcome.end_reason.value,
-        "task_token": None,
-        "ended_at": stamp,
-        "duration_seconds": duration,
-        "error": outcome.cause or None,
-    }
-    if result is not None:
-        fields |= {
-            "exit_code": result.exit_code,
-            "outputs_uri": result.outputs_uri,
-            "final_metrics": result.final_metrics,
-        }
-        if outcome.status is not RunStatus.SUCCEEDED:
-            fields["stderr_tail"] = result.stderr_tail[-STDERR_TAIL_CHARS:]
+    fields = run_end_fields(outcome, result, stamp, duration)
     # A run that never launched has no attempt entry to annotate.
     attempt_fields = (
         {"ended_at": stamp, "end_reason": outcome.end_reason.value}
@@ -211,6 +202,31 @@ def finalize_run(
         cause=outcome.cause,
         outputs_uri=result.outputs_uri if result else None,
     )
+
+
+def run_end_fields(
+    outcome: Outcome, result: AgentResult | None, stamp: str, duration: float | None
+) -> dict[str, Any]:
+    """The run item's fields that say how the run ended. `error` is the cause cut as the
+    execution's is (FINAL_CAUSE_JSON_BYTES): a Lambda's or the agent's cause can be 32,768
+    characters, too many for the item beside everything else."""
+    fields: dict[str, Any] = {
+        "status": outcome.status.value,
+        "end_reason": outcome.end_reason.value,
+        "task_token": None,
+        "ended_at": stamp,
+        "duration_seconds": duration,
+        "error": fit_head(outcome.cause, FINAL_CAUSE_JSON_BYTES) or None,
+    }
+    if result is not None:
+        fields |= {
+            "exit_code": result.exit_code,
+            "outputs_uri": result.outputs_uri,
+            "final_metrics": result.final_metrics,
+        }
+        if outcome.status is not RunStatus.SUCCEEDED:
+            fields["stderr_tail"] = result.stderr_tail[-STDERR_TAIL_CHARS:]
+    return fields
 
 
 def write_run_end(
@@ -250,6 +266,7 @@ def run_summary_fields(
         summariser = MetricsSummariser()
         attempts = [attempt.number for attempt in record.attempts.values()]
         bad_lines = summariser.add_lines(metrics_files.lines(record.run_id, attempts))
+        summary = summariser.summary()  # may leave out more names: the log names them too
         if bad_lines or summariser.skipped_names:
             logger.warning(
                 "metrics left out of the summary",
@@ -260,7 +277,7 @@ def run_summary_fields(
                 },
             )
         fields["metrics_summary"] = {
-            name: summary.model_dump(mode="json") for name, summary in summariser.summary().items()
+            name: metric.model_dump(mode="json") for name, metric in summary.items()
         }
     except Exception:
         logger.warning(

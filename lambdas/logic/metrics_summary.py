@@ -12,13 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lambdas.models.bounds import storable_number
+from lambdas.models.bounds import json_size, storable_number
 from lambdas.models.run_record import MetricSummary
 
 STEP_KEY = "step"
-# The summary is written into the run item (400 KB at most, with everything else on it).
+# The summary is written into the run item (400 KB at most, with everything else on it): the
+# first MAX_METRICS names, as many as fit MAX_SUMMARY_JSON_BYTES of JSON (never fewer bytes than
+# DynamoDB counts; 256 names of 255 four-byte characters would take ~280 KB).
 MAX_METRICS = 256
 MAX_NAME_CHARS = 255
+MAX_SUMMARY_JSON_BYTES = 32 * 1024
 
 
 @dataclass
@@ -67,16 +70,26 @@ class MetricsSummariser:
         return bad
 
     def summary(self) -> dict[str, MetricSummary]:
-        return {
-            name: MetricSummary(
+        """Each metric's summary, first names first, while their JSON object fits
+        MAX_SUMMARY_JSON_BYTES; the names left out join `skipped_names`."""
+        kept: dict[str, MetricSummary] = {}
+        size = 2  # "{}"
+        for name, running in self._by_name.items():
+            summary = MetricSummary(
                 last=running.last,
                 min=running.low,
                 max=running.high,
                 count=running.count,
                 last_step=running.last_step,
             )
-            for name, running in self._by_name.items()
-        }
+            entry = json_size(name) + 2 + json_size(summary.model_dump(mode="json"))
+            entry += 2 if kept else 0
+            if size + entry > MAX_SUMMARY_JSON_BYTES:
+                self.skipped_names.add(name)
+                continue
+            kept[name] = summary
+            size += entry
+        return kept
 
     def _accepts(self, name: str) -> bool:
         if not name or len(name) > MAX_NAME_CHARS or len(self._by_name) >= self._max_metrics:

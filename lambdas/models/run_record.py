@@ -127,6 +127,13 @@ class MetricSummary(BaseModel):
     )
 
 
+# The run item holds the set-up reports of this many attempts, the newest (each attempt's
+# result.json keeps its own): each takes up to ~2 KB of DynamoDB's 400 KB, and a run can have
+# ~90 attempts (docs/architecture.md, "Payload limits"). RunsTable.advance_attempt drops the
+# oldest as it starts the next attempt.
+SETUP_ATTEMPTS_KEPT = 10
+
+
 class RunRecord(BaseModel):
     """One item of the runs table, keyed by run_id."""
 
@@ -164,7 +171,8 @@ class RunRecord(BaseModel):
         default_factory=dict,
         description=(
             "by attempt number, written by the agent: the script's environment (installed, "
-            "restored or none, seconds) and the GPU nvidia-smi showed"
+            "restored or none, seconds) and the GPU nvidia-smi showed; the newest "
+            f"{SETUP_ATTEMPTS_KEPT} attempts' only"
         ),
     )
     cost: RunCost | None = Field(default=None, description="set by FinalizeRun")

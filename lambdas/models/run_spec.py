@@ -169,7 +169,15 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_retries: int = Field(default=0, ge=0, le=100)
+    # Each retry is another attempt on the run item (DynamoDB's 400 KB holds every attempt's
+    # entry: docs/architecture.md, "Payload limits"); 20 is already far past a flaky failure
+    # (AWS Batch stops at 10 attempts). It was 100.
+    max_retries: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="script failures to retry, on another instance each (at most 20)",
+    )
     on_exit_codes: list[int] = Field(
         default_factory=list, max_length=50, description="only these exit codes are retried"
     )

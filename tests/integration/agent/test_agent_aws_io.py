@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from instance_agent.errors import StagingError
 from instance_agent.logs import CloudWatchSink
 from instance_agent.main import main
+from instance_agent.result import SETUP_REPORT_JSON_BYTES
 from instance_agent.run_record import RunRecord
 from instance_agent.staging import StagingInterrupted, stage_data_item
 
@@ -95,6 +97,22 @@ def test_setup_phases_land_under_the_attempt_number_as_numbers_and_text(harness)
                 }
             }
         }
+    }
+
+
+def test_a_setup_report_over_its_cap_is_written_as_null_and_the_other_kept(harness):
+    # Given a GPU report one byte over the cap (16 long GPU names) and a small environment report
+    harness.put_run_item(status="STAGING")
+    gpu = {"driver_version": "570.86.15", "gpus": [""] * 16}
+    gpu["gpus"][0] = "G" * (SETUP_REPORT_JSON_BYTES + 1 - len(json.dumps(gpu)))
+    assert len(json.dumps(gpu)) == SETUP_REPORT_JSON_BYTES + 1
+
+    # When the agent records its set-up
+    assert _record(harness).set_setup({"environment": {"action": "NONE"}, "gpu": gpu}) is True
+
+    # Then the run item keeps the environment and leaves the GPU report out, as result.json does
+    assert harness.run_item()["setup"]["M"]["1"] == {
+        "M": {"environment": {"M": {"action": {"S": "NONE"}}}, "gpu": {"NULL": True}}
     }
 
 

@@ -1,9 +1,11 @@
-"""RunsTable.advance_attempt: attempt n -> n+1 happens once, and only from attempt n."""
+"""RunsTable.advance_attempt: attempt n -> n+1 happens once, and only from attempt n; it keeps
+the set-up reports of the newest SETUP_ATTEMPTS_KEPT attempts only."""
 
 from __future__ import annotations
 
+from instance_agent.run_record import RunRecord as AgentRunRecord
 from lambdas.dal.runs_table import RunsTable
-from lambdas.models.run_record import Attempt, EndReason, RunStatus
+from lambdas.models.run_record import SETUP_ATTEMPTS_KEPT, Attempt, EndReason, RunStatus
 from lambdas.models.steps import RunContext
 
 NOW = "2026-11-23T12:00:00+00:00"
@@ -55,3 +57,53 @@ def test_given_run_on_attempt_1_when_plan_advances_twice_then_only_the_first_cou
     assert record.attempt == 2
     assert record.status is RunStatus.RESUMING
     assert record.attempts["1"].end_reason is EndReason.SPOT_INTERRUPTED
+
+
+def _run_attempts(table, aws, runs_table, run_id, last, with_setup=lambda number: True) -> None:
+    """Attempts 1..last, each launched, its set-up recorded by its agent (where `with_setup`
+    says so) and, but the last, advanced."""
+    for number in range(1, last + 1):
+        assert table.start_attempt(run_id, Attempt(number=number, instance_id=f"i-{number}"), NOW)
+        if with_setup(number):
+            agent = AgentRunRecord(aws.dynamodb, runs_table, run_id, number, clock=lambda: NOW)
+            assert agent.set_setup({"environment": {"action": "RESTORED"}, "gpu": None})
+        if number < last:
+            assert table.advance_attempt(run_id, number, EndReason.SPOT_INTERRUPTED.value, NOW)
+
+
+def test_given_more_attempts_than_set_ups_kept_when_advanced_then_the_newest_set_ups_stay(
+    aws, runs_table, make_run_context
+):
+    # Given a run on its 12th attempt, every attempt's agent having recorded its set-up
+    table = RunsTable(runs_table, aws.dynamodb)
+    table.create(RunContext.model_validate(make_run_context("run-many")), NOW)
+    last = SETUP_ATTEMPTS_KEPT + 2
+
+    # When each attempt was advanced to the next
+    _run_attempts(table, aws, runs_table, "run-many", last)
+
+    # Then the newest SETUP_ATTEMPTS_KEPT attempts keep their set-up; every attempt stays
+    record = table.get("run-many")
+    assert record is not None
+    assert sorted(record.setup, key=int) == [str(n) for n in range(3, last + 1)]
+    assert record.setup[str(last)]["environment"] == {"action": "RESTORED"}
+    assert len(record.attempts) == last
+
+
+def test_given_an_attempt_without_set_up_when_its_turn_to_go_comes_then_the_advance_is_made(
+    aws, runs_table, make_run_context
+):
+    # Given attempt 1 ended before its agent recorded a set-up
+    table = RunsTable(runs_table, aws.dynamodb)
+    table.create(RunContext.model_validate(make_run_context("run-gap")), NOW)
+
+    # When the advance that drops attempt 1's set-up comes (REMOVE of an absent map key)
+    _run_attempts(
+        table, aws, runs_table, "run-gap", SETUP_ATTEMPTS_KEPT + 1, lambda number: number > 1
+    )
+
+    # Then it is made all the same
+    record = table.get("run-gap")
+    assert record is not None
+    assert record.attempt == SETUP_ATTEMPTS_KEPT + 1
+    assert sorted(record.setup, key=int) == [str(n) for n in range(2, SETUP_ATTEMPTS_KEPT + 2)]

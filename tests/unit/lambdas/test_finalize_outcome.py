@@ -1,4 +1,5 @@
-"""decide_outcome: how the run ended, from the caught error and the agent's result."""
+"""decide_outcome: how the run ended, from the caught error and the agent's result; and
+run_end_fields, what FinalizeRun writes of it on the run item."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import pytest
 
 from lambdas.constants import ERROR_AGENT_FAILED, ERROR_SCRIPT_FAILED
-from lambdas.logic.finalizing import decide_outcome, error_name
+from lambdas.logic.finalizing import decide_outcome, error_name, run_end_fields
+from lambdas.models.bounds import json_size
 from lambdas.models.run_record import EndReason, RunStatus
-from lambdas.models.steps import AgentResult, FinalizeInput, StepError
+from lambdas.models.steps import FINAL_CAUSE_JSON_BYTES, AgentResult, FinalizeInput, StepError
 
 # How long the attempt has run when FinalizeRun runs: past the Train timeout unless a test says.
 
@@ -173,3 +175,25 @@ def test_given_error_and_result_when_decided_then_the_error_wins(run):
 )
 def test_given_end_reason_when_named_then_execution_error_is_runctl_camel_case(reason, name):
     assert error_name(reason) == name
+
+
+def test_given_the_longest_cause_when_recorded_then_the_item_keeps_its_first_four_kib(run):
+    # Given a Lambda's cause of 32,768 characters, 3 UTF-8 bytes each (~96 KB of the run item)
+    cause = "中" * 32_768
+    outcome = decide_outcome(_finalize_input(run, "States.TaskFailed", cause), None)
+
+    # When FinalizeRun makes the fields it writes
+    fields = run_end_fields(outcome, None, "2026-12-03T10:42:11+00:00", 60.0)
+
+    # Then `error` is the cause's start, cut with an ellipsis within the execution's cause cap
+    assert fields["error"].startswith("中中") and fields["error"].endswith("…")
+    assert json_size(fields["error"]) <= FINAL_CAUSE_JSON_BYTES
+    assert len(fields["error"].encode()) < 2100
+
+
+def test_given_a_short_cause_when_recorded_then_the_item_keeps_it_whole(run):
+    outcome = decide_outcome(_finalize_input(run, "States.TaskFailed", "no such bucket"), None)
+
+    fields = run_end_fields(outcome, None, "2026-12-03T10:42:11+00:00", 60.0)
+
+    assert fields["error"] == "no such bucket"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from lambdas.logic.metrics_summary import MetricsSummariser, parse_metric_line
+from lambdas.logic.metrics_summary import (
+    MAX_METRICS,
+    MAX_SUMMARY_JSON_BYTES,
+    MetricsSummariser,
+    parse_metric_line,
+)
+from lambdas.models.bounds import json_size
 from lambdas.models.run_record import MetricSummary, RunRecord
 
 
@@ -98,6 +104,23 @@ def test_metric_names_beyond_the_cap_or_too_long_are_skipped_and_reported():
     assert set(summary) == {"a", "b"}
     assert summary["a"].last == 4
     assert summariser.skipped_names == {"c", "x" * 255}
+
+
+def test_given_names_too_long_to_fit_together_then_the_first_that_fit_are_kept_and_reported():
+    # Given as many metrics as are kept, each with a 255-character name of 4-byte characters
+    # (~1 KB of UTF-8 each: all of them would take ~280 KB of the run item)
+    names = [f"{index:03d}" + "😀" * 252 for index in range(MAX_METRICS)]
+    summariser = MetricsSummariser()
+    summariser.add_lines([json.dumps(dict.fromkeys(names, -1.2345678901234567e-100))])
+
+    # When summarised
+    summary = summariser.summary()
+
+    # Then the first names that fit the cap are kept, whole, and the others reported
+    dumped = {name: metric.model_dump(mode="json") for name, metric in summary.items()}
+    assert MAX_SUMMARY_JSON_BYTES - 3200 < json_size(dumped) <= MAX_SUMMARY_JSON_BYTES
+    assert list(summary) == names[: len(summary)]
+    assert summariser.skipped_names == set(names[len(summary) :])
 
 
 def test_parse_metric_line_reads_objects_only():

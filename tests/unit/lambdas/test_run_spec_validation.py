@@ -178,3 +178,16 @@ def test_given_s3_uri_when_split_then_bucket_and_key_come_back():
     assert split_s3_uri("s3://bucket/") == ("bucket", "")
     with pytest.raises(ValueError, match="not an s3:// URI"):
         split_s3_uri("s3://bucket")
+
+
+def test_given_script_retries_over_twenty_when_validated_then_refused_naming_the_field(
+    minimal_spec,
+):
+    # Each retry is another attempt on the run item (400 KB: docs/architecture.md, "Payload
+    # limits"); tests/integration/lambdas/test_runs_table_item_size.py holds the cap there
+    at_cap = RunSpec.model_validate({**minimal_spec, "retries": {"max_retries": 20}})
+    problems = _problems({**minimal_spec, "retries": {"max_retries": 21}})
+
+    assert at_cap.retries.max_retries == 20
+    assert problems.startswith("retries.max_retries: "), problems
+    assert "20" in problems
