@@ -2,7 +2,8 @@
 
 Worst case: every attempt's boot polls until just before both deadlines (CheckInstance until
 INSTANCE_READY_TIMEOUT_SECONDS after launch, CheckBootstrap until BOOTSTRAP_TIMEOUT_SECONDS after
-the install was sent) and then goes on, at the RunSpec's `max_interruptions` cap. `make bench`
+the install was sent) and then goes on, for as many attempts as a run can have (the RunSpec's
+preemptions and retries together, plus runctl's own agent-start and GPU retries). `make bench`
 prints it; tests/unit/bench/test_history_budget.py fails when a change to the polling, the
 deadlines or the cap takes it over Step Functions' 25,000 events.
 """
@@ -13,8 +14,9 @@ from typing import Final
 
 from lambdas.env import LambdaEnv
 from lambdas.functions import TRAIN_RUN_SETTINGS
+from lambdas.logic.next_attempt import AGENT_START_RETRIES, GPU_RETRIES
 from lambdas.logic.polling import next_poll_seconds
-from lambdas.models.run_spec import InterruptionPolicy
+from lambdas.models.run_spec import MAX_RESUMES, InterruptionPolicy
 
 HISTORY_LIMIT: Final = 25_000
 # A boot poll is a Wait, a Lambda Task and a Choice: 2 + 5 + 2 history events.
@@ -56,12 +58,15 @@ def max_interruptions_cap() -> int:
     return int(next(item.le for item in metadata if hasattr(item, "le")))
 
 
-def worst_case_history_events(max_interruptions: int | None = None) -> int:
-    """History events of a run whose every boot runs to its deadlines, at the cap."""
-    interruptions = max_interruptions_cap() if max_interruptions is None else max_interruptions
+def max_resumes() -> int:
+    """Attempts after the first a run can have: what its RunSpec may ask (preemptions and script
+    retries together) and the ones runctl adds (agent starts, a GPU that does not answer)."""
+    return MAX_RESUMES + AGENT_START_RETRIES + GPU_RETRIES
+
+
+def worst_case_history_events(resumes: int | None = None) -> int:
+    """History events of a run whose every boot runs to its deadlines, after `resumes` further
+    attempts (default: the most a run can have)."""
+    resumes = max_resumes() if resumes is None else resumes
     boot = worst_case_boot_polls() * EVENTS_PER_POLL
-    return (
-        EVENTS_PER_RUN_WITHOUT_POLLS
-        + boot
-        + interruptions * (EVENTS_PER_RESUME_WITHOUT_POLLS + boot)
-    )
+    return EVENTS_PER_RUN_WITHOUT_POLLS + boot + resumes * (EVENTS_PER_RESUME_WITHOUT_POLLS + boot)

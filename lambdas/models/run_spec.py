@@ -164,6 +164,12 @@ class InterruptionPolicy(BaseModel):
     )
 
 
+# Attempts after the first that a RunSpec may ask for: preemptions and script retries together
+# (each resume can cost ~301 history events; with the agent-start and GPU retries on top, 73
+# resumes stay under 90% of Step Functions' 25,000: tests/unit/bench/test_history_budget.py).
+MAX_RESUMES = 70
+
+
 class RetryPolicy(BaseModel):
     """Script failures worth another attempt (counted apart from interruptions)."""
 
@@ -298,6 +304,16 @@ class RunSpec(BaseModel):
         if duplicates:
             raise ValueError(f"data names must be unique, repeated: {duplicates}")
         return value
+
+    @model_validator(mode="after")
+    def _resumes_within_history(self) -> RunSpec:
+        asked = self.interruptions.max_interruptions + self.retries.max_retries
+        if asked > MAX_RESUMES:
+            raise ValueError(
+                f"interruptions.max_interruptions + retries.max_retries is {asked}, more than "
+                f"the {MAX_RESUMES} further attempts a run's history has room for"
+            )
+        return self
 
     @model_validator(mode="after")
     def _spec_within(self) -> RunSpec:

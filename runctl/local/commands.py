@@ -147,7 +147,7 @@ def sweep(
     """
     from runctl.local.deploy import LocalSettings
     from runctl.local.session import LocalSession
-    from runctl.local.sweeps import LocalSweeps
+    from runctl.local.sweeps import LocalSweeps, local_parallel_limit
 
     # Every check, before starting the emulator
     prepared = prepare_sweep(request, sweep, local_data=True)
@@ -162,6 +162,11 @@ def sweep(
         sweeps = LocalSweeps(session)
         sweeps.start(spec, sweep_id)
         console.print(f"started sweep [bold]{sweep_id}[/] [dim](Ctrl-C cancels it)[/]")
+        if spec.max_parallel > local_parallel_limit():
+            console.print(
+                f"[dim]runs {local_parallel_limit()} at a time here, not {spec.max_parallel}: "
+                "local runs share this machine's CPUs[/]"
+            )
         outcome, interrupted = _wait_or_cancel(sweeps, sweep_id)
         if outcome.summary is not None:
             records = [session.table.get(run.run_id) for run in outcome.summary.runs]

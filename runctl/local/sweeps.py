@@ -8,6 +8,7 @@ with LocalSession(root) as session:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,13 @@ from runctl.sweeps import (
 )
 
 
+def local_parallel_limit(cpus: int | None = None) -> int:
+    """How many runs of a local sweep may run at once: every local "instance" shares this
+    machine's CPUs, and with more than two per CPU their agent installs and boots outlast the
+    (real) timeouts and fail as bootstrap-failed. On AWS each run has an instance of its own."""
+    return max(2, 2 * (cpus or os.cpu_count() or 1))
+
+
 class LocalSweeps:
     def __init__(self, session: LocalSession) -> None:
         self.session = session
@@ -36,8 +44,10 @@ class LocalSweeps:
         return self.session.stack.sweep_state_machine_arn
 
     def start(self, spec: SweepSpec | dict[str, Any], sweep_id: str | None = None) -> str:
-        """Check the sweep as ExpandSweep will (SpecError if wrong), then start it."""
-        return start_sweep(self.session.sfn, self.state_machine_arn, spec, sweep_id)
+        """Check the sweep as ExpandSweep will (SpecError if wrong), then start it, with at
+        most `local_parallel_limit()` runs at once."""
+        limited = _at_most_parallel(spec, local_parallel_limit())
+        return start_sweep(self.session.sfn, self.state_machine_arn, limited, sweep_id)
 
     def wait(
         self,
@@ -67,6 +77,14 @@ class LocalSweeps:
             function,
             sweep_id,
         )
+
+
+def _at_most_parallel(spec: SweepSpec | dict[str, Any], limit: int) -> SweepSpec | dict[str, Any]:
+    if isinstance(spec, SweepSpec):
+        too_many = spec.max_parallel > limit
+        return spec.model_copy(update={"max_parallel": limit}) if too_many else spec
+    asked = spec.get("max_parallel")
+    return {**spec, "max_parallel": limit} if isinstance(asked, int) and asked > limit else spec
 
 
 __all__ = ["LocalSweeps", "SweepOutcome"]

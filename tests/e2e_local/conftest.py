@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import textwrap
 import time
@@ -13,12 +15,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from lambdas.constants import attempt_prefix, checkpoint_manifest_key
 from lambdas.models.run_record import RunRecord
 from runctl.cli import app
 from runctl.local.deploy import LocalSettings
 from runctl.local.session import LocalSession, RunEvent, RunOutcome
 from runctl.packaging import package_directory
 from tests.conftest import wide_console
+from tests.e2e_local.fault_matrix import FAULT_SETTINGS, FaultRun
 
 # Quick polls; lost instances are noticed by their state-change event, so the heartbeat (the
 # backstop) can allow for an agent slowed by a loaded machine.
@@ -144,3 +148,26 @@ def invoke_cli(*args: str, exit_code: int = 0) -> str:
         "".join(traceback.format_exception(result.exception)) if result.exception else "",
     )
     return result.output
+
+
+def assert_checkpointed_on_sigterm(session: LocalSession, run_id: str) -> None:
+    """The run was stopped gracefully: the checkpoint train_tiny.py writes on SIGTERM (at any
+    step, not only every checkpoint_every) is the newest one in S3."""
+    bucket = session.stack.bucket
+    log = session.s3.get_object(Bucket=bucket, Key=attempt_prefix(run_id, 1) + "logs/stdout.log")
+    said = re.findall(r"SIGTERM: checkpointed step (\d+)", log["Body"].read().decode())
+    manifest = session.s3.get_object(Bucket=bucket, Key=checkpoint_manifest_key(run_id))
+    assert said, "the script never got SIGTERM"
+    assert json.loads(manifest["Body"].read())["step"] == int(said[-1]) > 0
+
+
+@pytest.fixture(scope="module")
+def fault_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
+    """The fault matrix's session (a shorter spot notice: fault_matrix.FAULT_SETTINGS)."""
+    with LocalSession(tmp_path_factory.mktemp("runctl-faults"), FAULT_SETTINGS) as session:
+        yield session
+
+
+@pytest.fixture
+def faults(fault_session: LocalSession, tmp_path: Path) -> FaultRun:
+    return FaultRun(fault_session, tmp_path)

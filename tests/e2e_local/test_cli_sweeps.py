@@ -13,7 +13,13 @@ import pytest
 from lambdas.logic.sweeps import child_run_id
 from lambdas.models.run_record import RunStatus
 from runctl.client import Client
-from tests.e2e_local.conftest import EXAMPLES, QUICK, STACK, invoke_cli
+from tests.e2e_local.conftest import (
+    EXAMPLES,
+    QUICK,
+    STACK,
+    assert_checkpointed_on_sigterm,
+    invoke_cli,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_cli_sweeps")]
 
@@ -62,7 +68,9 @@ def test_sweeps_cancel_stops_the_running_runs_gracefully_and_leaves_no_instance(
                         "--max-parallel", "1")  # fmt: skip
     sweep_id = _sweep_id(output)
     first = child_run_id(sweep_id, 0)
-    wait_for_record(cloud, first, lambda record: record.status == RunStatus.RUNNING)
+    wait_for_record(
+        cloud, first, lambda record: record.status == RunStatus.RUNNING and record.latest_metrics
+    )
 
     # When the user cancels it
     cancelled = invoke_cli("sweeps", "cancel", sweep_id)
@@ -73,6 +81,7 @@ def test_sweeps_cancel_stops_the_running_runs_gracefully_and_leaves_no_instance(
     assert first in cancelled
     assert f"sweep {sweep_id}: CANCELLED" in shown
     assert "CANCELLED" in _row(shown, first)
+    assert_checkpointed_on_sigterm(cloud, first)
     for index in (1, 2):
         assert "SKIPPED" in _row(shown, child_run_id(sweep_id, index))
     assert cloud.live_instances() == []

@@ -15,7 +15,7 @@ from lambdas.models.sweep_summary import SweepRunStatus, SweepVerdict
 from runctl.local.session import LocalSession
 from runctl.local.sweeps import LocalSweeps, SweepOutcome
 from runctl.packaging import package_directory
-from tests.e2e_local.conftest import EXAMPLES
+from tests.e2e_local.conftest import EXAMPLES, assert_checkpointed_on_sigterm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_sweeps")]
 
@@ -195,4 +195,5 @@ def test_cancelling_a_sweep_stops_its_run_gracefully_and_leaves_no_instance(
     record = local_session.table.get(first)
     assert record is not None and record.end_reason is not None
     assert record.end_reason.value == "cancelled"
+    assert_checkpointed_on_sigterm(local_session, first)
     assert local_session.live_instances() == []
