@@ -68,9 +68,9 @@ def test_sweeps_cancel_stops_the_running_runs_gracefully_and_leaves_no_instance(
                         "--max-parallel", "1")  # fmt: skip
     sweep_id = _sweep_id(output)
     first = child_run_id(sweep_id, 0)
-    wait_for_record(
-        cloud, first, lambda record: record.status == RunStatus.RUNNING and record.latest_metrics
-    )
+    # (the stop reaches the script through a notice the agent reads every 2 s: steps are done by
+    # then, so its SIGTERM checkpoint is past step 0)
+    wait_for_record(cloud, first, lambda record: record.status == RunStatus.RUNNING)
 
     # When the user cancels it
     cancelled = invoke_cli("sweeps", "cancel", sweep_id)
