@@ -34,6 +34,11 @@ GPU_RETRIES = 1
 # twice more at most, since a fault that follows the run (a broken agent build) fails them all.
 AGENT_START_RETRIES = 2
 ERROR_AGENT_START_FAILED = AgentStartFailed.__name__  # a step fails with its class name
+# Set-up failures worth another instance: (how many more, why the run stops after them).
+SET_UP_RETRIES = {
+    EndReason.ENVIRONMENT_FAILED: (GPU_RETRIES, "no working GPU on {} instances"),
+    EndReason.AGENT_FAILED: (AGENT_START_RETRIES, "the agent did not start on {} instances"),
+}
 # AWS gives two minutes between the warning and the termination; a little slack on top.
 HANDOFF_WAIT_SECONDS = 150
 
@@ -102,23 +107,13 @@ def plan_next_attempt(
                 reason=reason.value,
                 detail=f"retry budget exhausted ({retried} of {spec.retries.max_retries})",
             )
-    elif reason is EndReason.ENVIRONMENT_FAILED:
-        tried = _count(record, frozenset({EndReason.ENVIRONMENT_FAILED}))
-        if tried >= GPU_RETRIES:
-            return NextAttemptPlan(
-                resume=False,
-                reason=reason.value,
-                detail=f"no working GPU on {tried + 1} instances",
-            )
-    elif reason is EndReason.AGENT_FAILED:
-        # Only failed starts resume, so every agent-failed attempt before this one was one.
-        tried = _count(record, frozenset({EndReason.AGENT_FAILED}))
-        if tried >= AGENT_START_RETRIES:
-            return NextAttemptPlan(
-                resume=False,
-                reason=reason.value,
-                detail=f"the agent did not start on {tried + 1} instances",
-            )
+    elif reason in SET_UP_RETRIES:
+        # Only these failures resume with this reason, so every earlier attempt that ended with
+        # it was one of them.
+        limit, says = SET_UP_RETRIES[reason]
+        tried = _count(record, frozenset({reason}))
+        if tried >= limit:
+            return NextAttemptPlan(resume=False, reason=reason.value, detail=says.format(tried + 1))
     else:
         used = _count(record, PREEMPTIONS)
         if used >= spec.interruptions.max_interruptions:
