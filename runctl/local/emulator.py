@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -21,6 +22,7 @@ from moto.s3.models import S3Backend
 from moto.server import ThreadedMotoServer
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
+from werkzeug.serving import BaseWSGIServer
 
 from lambdas.env import lambda_env
 from lambdas.integrations.aws_clients import aws_client
@@ -95,6 +97,7 @@ class Emulator:
             (SimpleSystemManagerResponse, "describe_instance_information", ssm.describe_instances),
             (S3Backend, "create_multipart_upload", self._multipart_started),
             (S3Backend, "put_object", self._put_started),
+            (BaseWSGIServer, "handle_error", quiet_client_disconnects),
             *SFN_INTEGRATION_PATCHES,
             *waits.PATCHES,
         ):
@@ -144,6 +147,18 @@ class Emulator:
         traceback: TracebackType | None,
     ) -> None:
         self._stack.close()
+
+
+_ORIGINAL_HANDLE_ERROR = BaseWSGIServer.handle_error
+
+
+def quiet_client_disconnects(server: BaseWSGIServer, request: Any, client_address: Any) -> None:
+    """A client that went away mid-request (a local instance terminated while its agent talked to
+    S3, a follow that was interrupted) is normal here: no traceback on the user's terminal.
+    Anything else is reported as the server would."""
+    if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+        return
+    _ORIGINAL_HANDLE_ERROR(server, request, client_address)
 
 
 def _as_method(function: object) -> object:
