@@ -26,7 +26,7 @@ from werkzeug.serving import BaseWSGIServer
 
 from lambdas.env import lambda_env
 from lambdas.integrations.aws_clients import aws_client
-from runctl.local import lambda_bridge, waits
+from runctl.local import ec2_tags, lambda_bridge, waits
 from runctl.local.capacity import CapacityFaults
 from runctl.local.ec2_bridge import Ec2Bridge
 from runctl.local.iam.enforcer import Enforcer
@@ -100,6 +100,7 @@ class Emulator:
             (BaseWSGIServer, "handle_error", quiet_client_disconnects),
             *SFN_INTEGRATION_PATCHES,
             *waits.PATCHES,
+            *ec2_tags.PATCHES,
         ):
             # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
             stack.enter_context(
