@@ -51,6 +51,14 @@ def _named(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{index:02d}" for index in range(count)]
 
 
+def _map_filling(names: list[str], total: int, fill: str) -> dict[str, str]:
+    """A map from `names` to strings of `fill` that takes exactly `total` bytes as JSON."""
+    values = strings_filling(
+        total, len(names), lambda values: dict(zip(names, values, strict=True)), fill
+    )
+    return dict(zip(names, values, strict=True))
+
+
 def largest_spec(
     base: dict[str, Any], data_entry: DataEntry, min_uri_chars: int, fill: str = QUOTE
 ) -> dict[str, Any]:
@@ -63,30 +71,8 @@ def largest_spec(
     spec: dict[str, Any] = {
         **base,
         "args": strings_filling(MAX_ARGS_JSON_BYTES, VALUES_PER_FIELD, lambda values: values, fill),
-        "environment": dict(
-            zip(
-                env_names,
-                strings_filling(
-                    MAX_ENVIRONMENT_JSON_BYTES,
-                    VALUES_PER_FIELD,
-                    lambda values: dict(zip(env_names, values, strict=True)),
-                    fill,
-                ),
-                strict=True,
-            )
-        ),
-        "hyperparameters": dict(
-            zip(
-                hp_names,
-                strings_filling(
-                    MAX_HYPERPARAMETERS_JSON_BYTES,
-                    VALUES_PER_FIELD,
-                    lambda values: dict(zip(hp_names, values, strict=True)),
-                    fill,
-                ),
-                strict=True,
-            )
-        ),
+        "environment": _map_filling(env_names, MAX_ENVIRONMENT_JSON_BYTES, fill),
+        "hyperparameters": _map_filling(hp_names, MAX_HYPERPARAMETERS_JSON_BYTES, fill),
         "data": list(base.get("data", [])),
     }
     while len(spec["data"]) < 50:

@@ -162,9 +162,10 @@ def sweep(
         sweeps = LocalSweeps(session)
         sweeps.start(spec, sweep_id)
         console.print(f"started sweep [bold]{sweep_id}[/] [dim](Ctrl-C cancels it)[/]")
-        if spec.max_parallel > local_parallel_limit():
+        limit = local_parallel_limit()
+        if spec.max_parallel > limit:
             console.print(
-                f"[dim]runs {local_parallel_limit()} at a time here, not {spec.max_parallel}: "
+                f"[dim]runs {limit} at a time here, not {spec.max_parallel}: "
                 "local runs share this machine's CPUs[/]"
             )
         outcome, interrupted = _wait_or_cancel(sweeps, sweep_id)
