@@ -45,6 +45,8 @@ RESUME_ENV = "RUNCTL_RESUME_FROM"
 # Opt-in (in the RunSpec's environment) to SIGUSR1 on a rebalance recommendation; see
 # sigusr1_opted_in().
 SIGUSR1_OPT_IN_ENV = "RUNCTL_SIGUSR1_CHECKPOINT"
+# Modules for the script to import (runctl_helper), shipped in the agent's own folder.
+SCRIPT_PATH_DIR = Path(__file__).resolve().parent / "script_path"
 
 
 def build_env(
@@ -56,7 +58,9 @@ def build_env(
     resume_from: Path | None = None,
 ) -> dict[str, str]:
     """The agent's environment, the spec's variables, then the contract's (which always win).
-    RUNCTL_RESUME_FROM is set only when there is a checkpoint to resume from."""
+    RUNCTL_RESUME_FROM is set only when there is a checkpoint to resume from. PYTHONPATH keeps
+    its entries and gains SCRIPT_PATH_DIR after them: a runctl_helper of the user's own, there or
+    next to the script, is found first, as they meant."""
     env = dict(base)
     env.update(spec.environment)
     env.pop(RESUME_ENV, None)
@@ -74,6 +78,9 @@ def build_env(
             "RUNCTL_OUTPUT_DIR": str(dirs.output),
             "RUNCTL_HPARAMS": json.dumps(spec.hyperparameters),
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [env.get("PYTHONPATH"), str(SCRIPT_PATH_DIR)])
+            ),
         }
     )
     return env
