@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,3 +192,15 @@ def test_pip_installs_the_helper_as_a_top_level_module_from_the_agents_folder():
 
     assert "runctl_helper" in setuptools["py-modules"]
     assert REPO_ROOT / setuptools["package-dir"][""] / "runctl_helper.py" == HELPER
+
+
+def test_every_call_the_readme_names_exists(helper):
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### The helper (runctl_helper)") :]
+    section = section[: section.index("\n## ")]
+    named = set(re.findall(r"runctl_helper\.(\w+)", section))
+    named |= set(re.findall(r"^\| `(\w+)\(", section, re.M))
+    named |= set(re.findall(r"`, `(\w+)\(", section))
+
+    assert {"metric", "checkpoint_dir", "hf_callback", "lightning_callback"} <= named
+    assert sorted(name for name in named if not callable(getattr(helper, name, None))) == []
