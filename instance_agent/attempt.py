@@ -17,13 +17,16 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from . import imds
-from .checkpoints import CheckpointSync, newest_checkpoint_manifest
+from .bounds import fit_head
+from .checkpoint_manifest import CheckpointVersion
+from .checkpoints import CheckpointSync, open_tracker, read_manifest
 from .clock import utc_now, utc_now_iso
 from .config import REBALANCE_CHECKPOINT, AgentConfig
 from .ending import AttemptEnding
@@ -56,7 +59,7 @@ from .result import (
     write_handoff,
     write_result,
 )
-from .resume import Restored, restore_latest_checkpoint
+from .resume import Resumption, restore_latest_checkpoint
 from .run_record import CHECKPOINTING, RUNNING, STAGING, RunRecord
 from .s3io import upload_file
 from .script import (
@@ -83,6 +86,8 @@ _PACKAGE_LOGGER = logging.getLogger(__name__.split(".")[0])
 _NOTICE_STEPS_TIMEOUT = 60.0
 _DEFAULT_IMDS = object()
 ENVIRONMENT_LOG = "environment.log"
+# Each line of checkpoint facts on the run item (names are the user's: bounded, as is the item).
+_FACT_BYTES = 300
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,9 @@ class Intervals:
     """How often the background work runs, in seconds; tests make them short."""
 
     log_flush: float = 2.0
-    checkpoint_sync: float = 2.0
+    checkpoint_sync: float = 2.0  # without inotify: two scans tell a file held still
+    checkpoint_sync_watched: float = 0.5  # with inotify: a pass with nothing new is cheap
+    checkpoint_facts: float = 15.0  # at most this often, the newest checkpoint on the run item
     upload_copies: float = 10.0  # stdout.log, stderr.log, metrics.jsonl
     metrics_update: float = 10.0  # latest_metrics on the run item
     heartbeat: float | None = None  # default: a third of the config's heartbeat_seconds
@@ -145,7 +152,8 @@ class AttemptRunner:
         self.metrics: MetricsRecorder | None = None
         self.checkpoints: CheckpointSync | None = None
         self.dirs: WorkDirs | None = None
-        self.restored: Restored | None = None
+        self.resumption = Resumption()
+        self._facts_written_at: float | None = None
         self.returncode: int | None = None
         self.setup: Setup | None = None
         self._checkpoint_thread: PeriodicThread | None = None
@@ -184,14 +192,10 @@ class AttemptRunner:
 
     def _run(self) -> AgentResult:
         config, spec = self.config, self.config.spec
-        dirs = WorkDirs.create(self.home, config.run_id, config.attempt)
+        dirs = WorkDirs.create(self.home, config.run_id)
         self.dirs = dirs
         self.record.set_status(STAGING)
         stage_code(self.clients.s3, spec.code_uri, spec.code_sha256, dirs.code, dirs.scratch)
-        checkpoints = CheckpointSync(
-            self.clients.s3, config.bucket, config.run_id, config.attempt, dirs.checkpoints
-        )
-        self.checkpoints = checkpoints
         if self.ending.interrupted:  # staging can be long: skip what is left of it
             return self._finish_interrupted()
         try:
@@ -217,17 +221,23 @@ class AttemptRunner:
             logger.info("data staging stopped: %s", stopped)
         if self.ending.interrupted:
             return self._finish_interrupted()
-        self._resume(checkpoints, dirs)
+        checkpoints = self._resume(dirs)
 
         argv = build_argv(spec, self.setup.python)
-        resume_from = self.restored.local_path if self.restored is not None else None
+        resume_from = self.resumption.local_path
         env = build_env(dict(os.environ), spec, config.run_id, config.attempt, dirs, resume_from)
         check_runnable(argv, dirs.code, env)
         logs = ScriptLogs(dirs.logs)
         self.metrics = MetricsRecorder(dirs.logs / "metrics.jsonl")
         self.output = ScriptOutput(logs, self.sink, self.metrics)
         periodic = [
-            PeriodicThread("checkpoints", self.intervals.checkpoint_sync, checkpoints.sync),
+            PeriodicThread(
+                "checkpoints",
+                self.intervals.checkpoint_sync_watched
+                if checkpoints.tracker is not None
+                else self.intervals.checkpoint_sync,
+                checkpoints.sync,
+            ),
             PeriodicThread("log-copies", self.intervals.upload_copies, self._upload_copies),
             PeriodicThread("metrics", self.intervals.metrics_update, self._push_metrics),
         ]
@@ -253,22 +263,77 @@ class AttemptRunner:
         self.metrics.close()
         return result
 
-    def _resume(self, checkpoints: CheckpointSync, dirs: WorkDirs) -> None:
-        """Hand the run's newest checkpoint to the script; ResumeError (the attempt fails before
-        the script starts) when it cannot be had intact."""
+    def _resume(self, dirs: WorkDirs) -> CheckpointSync:
+        """Hand the run's newest checkpoint to the script (ResumeError, and the attempt fails
+        before the script starts, when none it lists can be had intact); then watch for new
+        ones."""
         config = self.config
-        restored = restore_latest_checkpoint(
+        resumption = restore_latest_checkpoint(
             self.clients.s3, config.bucket, config.run_id, dirs.checkpoints
         )
+        self.resumption = resumption
+        checkpoints = CheckpointSync(
+            self.clients.s3,
+            config.bucket,
+            config.run_id,
+            config.attempt,
+            dirs.checkpoints,
+            dirs.scratch / "checkpoint-snapshots",
+            keep=config.spec.checkpoints_keep,
+            tracker=open_tracker(dirs.checkpoints),
+            on_durable=self._on_durable_checkpoint,
+        )
+        self.checkpoints = checkpoints
+        checkpoints.adopt(resumption.listed)
+        restored = resumption.restored
         if restored is None:
             logger.info("no checkpoint: starting from scratch")
-            return
-        manifest = restored.manifest
-        checkpoints.mark_present(
-            restored.relative, restored.sha256, str(manifest.get("uploaded_at") or "")
-        )
-        self.restored = restored
-        logger.info("resuming from %s (step %s)", manifest["key"], manifest.get("step"))
+        else:
+            checkpoints.mark_present(restored)
+            logger.info(
+                "resuming from checkpoint %s (step %s, saved by attempt %s at %s)",
+                restored.name,
+                restored.step,
+                restored.attempt,
+                restored.saved_at,
+            )
+        self._record_checkpoint_facts()
+        return checkpoints
+
+    def _on_durable_checkpoint(self, _version: CheckpointVersion) -> None:
+        """Keep the run item's newest checkpoint current (for a lost instance it is the last
+        word), at most every `checkpoint_facts` seconds; the attempt's end writes it anyway."""
+        now = time.monotonic()
+        if self._facts_written_at is None or now - self._facts_written_at >= (
+            self.intervals.checkpoint_facts
+        ):
+            self._record_checkpoint_facts()
+
+    def _end_checkpoints(self) -> None:
+        if self.checkpoints is not None and self.checkpoints.tracker is not None:
+            self.checkpoints.tracker.close()
+        self._record_checkpoint_facts()
+
+    def _record_checkpoint_facts(self) -> None:
+        self._facts_written_at = time.monotonic()
+        self.record.set_checkpoints(self._checkpoint_facts())
+
+    def _checkpoint_facts(self) -> dict[str, Any]:
+        restored = self.resumption.restored
+        checkpoints = self.checkpoints
+        newest = checkpoints.newest if checkpoints is not None else None
+        facts: dict[str, Any] = {
+            "resumed_from": restored.summary() if restored is not None else None,
+            "newest": newest.summary() if newest is not None else None,
+        }
+        if self.resumption.skipped:
+            facts["skipped"] = [fit_head(line, _FACT_BYTES) for line in self.resumption.skipped[:3]]
+        if checkpoints is not None and checkpoints.not_durable:
+            facts["not_durable"] = [
+                {"name": fit_head(item.name, _FACT_BYTES), "seconds": item.seconds}
+                for item in list(checkpoints.not_durable.values())[:3]
+            ]
+        return facts
 
     # Notices: called in the notice thread.
 
@@ -365,6 +430,7 @@ class AttemptRunner:
                     lambda: checkpoints.sync(final=True, killed=killed),
                 )
             )
+            steps.append(("recording the checkpoints", self._end_checkpoints))
         steps.append(("uploading logs and metrics", self._upload_copies))
         return self._interrupted_result(notice, problems + _run_each(steps))
 
@@ -409,18 +475,19 @@ class AttemptRunner:
         return result
 
     def _handoff_checkpoint(self) -> dict[str, Any] | None:
-        """What latest.json holds now: what this attempt wrote last, else what S3 has (written by
-        an earlier attempt, or nothing); None also when it cannot be read."""
-        if self.checkpoints is not None and self.checkpoints.manifest is not None:
-            return self.checkpoints.manifest
-        if self.restored is not None:
-            return self.restored.manifest
+        """The newest checkpoint latest.json lists now: this attempt's view once it resumed,
+        else what S3 has (written by an earlier attempt, or nothing); None also when it cannot
+        be read."""
+        if self.checkpoints is not None:
+            newest = self.checkpoints.newest
+            return newest.summary() if newest is not None else None
         config = self.config
         try:
-            return newest_checkpoint_manifest(self.clients.s3, config.bucket, config.run_id)
+            versions = read_manifest(self.clients.s3, config.bucket, config.run_id)
         except Exception:
             logger.exception("cannot read latest.json for the handoff")
             return None
+        return versions[0].summary() if versions else None
 
     def _after_agent_error(self, message: str) -> AgentResult:
         if self.ending.end_by_itself():
@@ -440,6 +507,7 @@ class AttemptRunner:
         killed = self.returncode == -signal.SIGKILL
         steps: list[tuple[str, Callable[[], object]]] = [
             ("the final checkpoint sync", lambda: checkpoints.sync(final=True, killed=killed)),
+            ("recording the checkpoints", self._end_checkpoints),
             (
                 "uploading outputs",
                 lambda: upload_outputs(self.clients.s3, dirs.output, config.bucket, config.run_id),

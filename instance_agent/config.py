@@ -28,6 +28,7 @@ class DataItem:
 REBALANCE_CHECKPOINT = "checkpoint"
 REBALANCE_MIGRATE = "migrate"
 DEFAULT_GRACE_SECONDS = 90.0
+DEFAULT_CHECKPOINTS_KEEP = 3
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Spec:
     environment: dict[str, str] = field(default_factory=dict)
     data: list[DataItem] = field(default_factory=list)
     interruptions: InterruptionSettings = field(default_factory=InterruptionSettings)
+    checkpoints_keep: int = DEFAULT_CHECKPOINTS_KEEP  # RunSpec checkpoints.keep
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ def _parse_spec(spec: dict[str, Any], code: dict[str, Any]) -> Spec:
         environment=dict(environment),
         data=data,
         interruptions=_parse_interruptions(spec.get("interruptions")),
+        checkpoints_keep=_parse_checkpoints_keep(spec.get("checkpoints")),
     )
 
 
@@ -208,6 +211,17 @@ def _parse_interruptions(raw: Any) -> InterruptionSettings:
     return InterruptionSettings(
         rebalance=rebalance, grace_seconds=float(grace), signal_checkpoint=signal_checkpoint
     )
+
+
+def _parse_checkpoints_keep(raw: Any) -> int:
+    if raw is None:
+        return DEFAULT_CHECKPOINTS_KEEP
+    if not isinstance(raw, dict):
+        raise ConfigError("spec.checkpoints must be an object")
+    keep = raw.get("keep", DEFAULT_CHECKPOINTS_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError("spec.checkpoints.keep must be a whole number of at least 1")
+    return keep
 
 
 def _require(source: Any, name: str, kind: type, where: str = "") -> Any:

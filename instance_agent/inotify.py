@@ -18,9 +18,11 @@ CompletionTracker turns those into the product's rules:
   incomplete; "removed" forgets it, "removed_tree" everything under it. Files already there when
   the watch started are unknown (not complete) unless the caller vouches for them with
   mark_complete().
-- Files found when a new directory is listed were written before its watch existed (it is added
-  at the next read(), up to a poll interval later): they count as written, so they are complete
-  only once a later close or rename is seen.
+- Files found when a new directory is listed ("listed") were written before its watch existed
+  (it is added at the next read(), up to a poll interval later): a file closed in that window
+  never gets its close event. They are not complete, but `is_unknown` says so until any event
+  for them comes, and the caller judges them by its mtime-stability rule meanwhile (a library
+  that makes a folder and saves small files into it at once, as Hugging Face's Trainer does).
 - mark_before_kill(): the agent is about to SIGKILL the script, and the kernel then closes the
   script's files, a close (IN_CLOSE_WRITE) for a file cut short. Events queued so far are applied;
   after that "closed" is ignored and "moved_in" makes a file incomplete (the content at that name
@@ -76,7 +78,9 @@ _WATCH_MASK = (
 _EVENT_HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then name
 _READ_SIZE = 64 * 1024  # many events; one is at most 16 + NAME_MAX + 1 bytes
 
-EventKind = Literal["written", "closed", "moved_in", "removed", "removed_tree", "overflow"]
+EventKind = Literal[
+    "written", "listed", "closed", "moved_in", "removed", "removed_tree", "overflow"
+]
 
 
 class RawEvent(NamedTuple):
@@ -252,7 +256,7 @@ class TreeWatch:
                         self._directories[wd] = relative + path[len(old) :]
             return self._watch_new_directory(relative, "moved_in")
         if raw.mask & IN_CREATE:
-            return self._watch_new_directory(relative, "written")
+            return self._watch_new_directory(relative, "listed")
         return []
 
     def _watch_new_directory(self, relative: str, kind: EventKind) -> list[Event]:
@@ -308,6 +312,7 @@ class CompletionTracker:
         self._watch = watch
         self._clock = clock
         self._complete: dict[str, bool] = {}
+        self._unknown: set[str] = set()  # listed in a new directory, no event for it since
         self._last_event_ns: dict[str, int] = {}  # by file and by top-level name
         self._killing = False
         self._lock = threading.Lock()
@@ -332,6 +337,12 @@ class CompletionTracker:
     def is_complete(self, relative: str) -> bool:
         with self._lock:
             return not self.overflowed and self._complete.get(relative, False)
+
+    def is_unknown(self, relative: str) -> bool:
+        """Listed in a directory that appeared before its watch, and silent since: whether it
+        was closed is not known (the caller's mtime rule decides)."""
+        with self._lock:
+            return not self.overflowed and relative in self._unknown
 
     def last_event_ns(self, relative: str) -> int | None:
         """Clock time of the newest event (removals included) for a file, or for any file under a
@@ -361,7 +372,11 @@ class CompletionTracker:
         relative = event.relative
         self._last_event_ns[relative] = now
         self._last_event_ns[relative.split("/", 1)[0]] = now
-        if event.kind == "written":
+        self._unknown.discard(relative)
+        if event.kind == "listed":
+            self._complete[relative] = False
+            self._unknown.add(relative)
+        elif event.kind == "written":
             self._complete[relative] = False
         elif event.kind == "closed":
             if not self._killing:
@@ -373,3 +388,4 @@ class CompletionTracker:
         elif event.kind == "removed_tree":
             for path in [path for path in self._complete if _is_within(path, relative)]:
                 del self._complete[path]
+                self._unknown.discard(path)

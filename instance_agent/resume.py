@@ -1,99 +1,110 @@
-"""Resume: before the script starts, the run's newest checkpoint (named by latest.json, written by
-any earlier attempt) is downloaded into this attempt's checkpoint directory and checked.
+"""Resume: before the script starts, the run's newest checkpoint (latest.json's first version,
+written by any earlier attempt) is downloaded whole into the checkpoint directory and checked.
 
-The script finds its absolute path in $RUNCTL_RESUME_FROM (script.build_env). A checkpoint whose
-SHA-256 is not the one latest.json records is never handed over: the attempt fails
-(Runctl.AgentFailed) rather than resume from a torn or altered file.
+The script finds its absolute path in $RUNCTL_RESUME_FROM (script.build_env): the file, or the
+folder for a folder checkpoint (Hugging Face's `checkpoint-50/`). A version whose files do not
+match the SHA-256 latest.json records (or are missing) is never handed over: the next older
+version is tried instead, and the attempt fails (Runctl.AgentFailed) only when none is usable.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .checkpoints import is_candidate
+from .checkpoint_manifest import LEGACY_VERSION, CheckpointVersion, ManifestError
+from .checkpoints import read_manifest
 from .errors import AgentError
 from .files import sha256_of
-from .layout import checkpoint_manifest_key, checkpoints_prefix, s3_uri
-from .s3io import download_file, get_json, is_missing
+from .layout import checkpoint_manifest_key, s3_uri
+from .s3io import download_file, is_missing
 
 logger = logging.getLogger(__name__)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
 
 class ResumeError(AgentError):
-    """latest.json or the checkpoint it names cannot be used."""
+    """latest.json cannot be read, or none of the checkpoints it lists can be had intact."""
 
 
 @dataclass(frozen=True)
-class Restored:
-    manifest: dict[str, Any]  # latest.json as read
-    relative: str  # path under the checkpoint directory (and under checkpoints/ in S3)
-    local_path: Path  # absolute: what $RUNCTL_RESUME_FROM holds
-    sha256: str
+class Resumption:
+    """What the manifest lists, and what was restored from it."""
+
+    listed: list[CheckpointVersion] = field(default_factory=list)  # usable, newest first
+    restored: CheckpointVersion | None = None
+    local_path: Path | None = None  # absolute: what $RUNCTL_RESUME_FROM holds
+    skipped: list[str] = field(default_factory=list)  # newer versions that failed, and why
 
 
-def restore_latest_checkpoint(
-    s3: Any, bucket: str, run_id: str, directory: Path
-) -> Restored | None:
-    """Download and verify the checkpoint latest.json names; None when the run has none yet."""
+class _Unusable(Exception):
+    """This version cannot be restored; an older one may be."""
+
+
+def restore_latest_checkpoint(s3: Any, bucket: str, run_id: str, directory: Path) -> Resumption:
+    """Download and verify the newest usable checkpoint latest.json lists."""
     manifest_uri = s3_uri(bucket, checkpoint_manifest_key(run_id))
     try:
-        manifest = get_json(s3, bucket, checkpoint_manifest_key(run_id))
+        versions = read_manifest(s3, bucket, run_id)
     except (ClientError, BotoCoreError) as error:
         raise ResumeError(f"cannot read {manifest_uri}: {error}") from error
+    except ManifestError as error:
+        raise ResumeError(f"{manifest_uri} {error}") from error
     except ValueError as error:
         raise ResumeError(f"{manifest_uri} is not JSON: {error}") from error
-    if manifest is None:
-        return None
-    relative, key, expected = _checked_manifest(manifest, manifest_uri, run_id)
-    where = s3_uri(bucket, key)
-    target = directory / relative
-    # Downloaded under a name the checkpoint sync skips, and renamed only once verified.
-    partial = target.with_name(f".{target.name}.resume.partial")
-    try:
-        download_file(s3, bucket, key, partial)
-    except ClientError as error:
-        if is_missing(error):
-            raise ResumeError(f"{manifest_uri} names {where}, which does not exist") from error
-        raise ResumeError(f"cannot download checkpoint {where}: {error}") from error
-    except BotoCoreError as error:
-        raise ResumeError(f"cannot download checkpoint {where}: {error}") from error
-    actual = sha256_of(partial)
-    if actual != expected:
-        partial.unlink()
+    skipped: list[str] = []
+    for index, version in enumerate(versions):
+        try:
+            local_path = _restore(s3, bucket, run_id, directory, version)
+        except _Unusable as error:
+            logger.warning("not resuming from checkpoint %s: %s", version.name, error)
+            skipped.append(f"{version.name} (version {version.version}): {error}")
+            continue
+        usable = versions[index:]
+        return Resumption(usable, version, local_path, skipped)
+    if versions:
         raise ResumeError(
-            f"checkpoint {where} has sha256 {actual}, but {manifest_uri} says {expected}: "
-            "not resuming from a torn or altered file"
+            f"no checkpoint {manifest_uri} lists can be restored intact: " + "; ".join(skipped)
         )
-    os.replace(partial, target)
-    return Restored(manifest, relative, target.resolve(), actual)
+    return Resumption()
 
 
-def _checked_manifest(manifest: Any, manifest_uri: str, run_id: str) -> tuple[str, str, str]:
-    """(relative path, key, sha256) of a usable manifest; ResumeError otherwise."""
-    if not isinstance(manifest, dict):
-        raise ResumeError(f"{manifest_uri} is not a JSON object")
-    relative, key, expected = manifest.get("path"), manifest.get("key"), manifest.get("sha256")
-    if not isinstance(relative, str) or not isinstance(key, str):
-        raise ResumeError(f"{manifest_uri} lacks the checkpoint's path or key")
-    parts = PurePosixPath(relative).parts
-    if (
-        not parts
-        or PurePosixPath(relative).is_absolute()
-        or ".." in parts
-        or not is_candidate(relative)
-    ):
-        raise ResumeError(f"{manifest_uri} names a path the agent cannot use: {relative!r}")
-    if key != checkpoints_prefix(run_id) + relative:
-        raise ResumeError(f"{manifest_uri}: key {key!r} does not match path {relative!r}")
-    if not isinstance(expected, str) or not _SHA256.match(expected):
-        raise ResumeError(f"{manifest_uri} has no valid sha256 for {relative!r}")
-    return relative, key, expected
+def _restore(
+    s3: Any, bucket: str, run_id: str, directory: Path, version: CheckpointVersion
+) -> Path:
+    # Downloaded under a hidden name the checkpoint sync skips, moved into place once verified.
+    staging = directory / f".runctl-restore-{version.version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for item in version.files:
+            key = version.key(run_id, item.path)
+            where = s3_uri(bucket, key)
+            local = staging / item.path
+            try:
+                download_file(s3, bucket, key, local)
+            except ClientError as error:
+                if is_missing(error):
+                    raise _Unusable(f"{where} does not exist") from error
+                raise ResumeError(f"cannot download checkpoint {where}: {error}") from error
+            except BotoCoreError as error:
+                raise ResumeError(f"cannot download checkpoint {where}: {error}") from error
+            actual = sha256_of(local)
+            if actual != item.sha256:
+                raise _Unusable(
+                    f"{where} has sha256 {actual}, but latest.json says {item.sha256}: "
+                    "a torn or altered file"
+                )
+        target = directory / version.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(staging / version.name, target)
+        if version.version == LEGACY_VERSION:  # format 1 named a file, maybe in a folder
+            return (directory / version.files[0].path).resolve()
+        return target.resolve()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -27,6 +27,9 @@ RUNNING = "RUNNING"
 CHECKPOINTING = "CHECKPOINTING"
 # Statuses the agent may write over (lambdas/models/run_record.py, RunStatus).
 WRITABLE_STATUSES = ("LAUNCHING", STAGING, RUNNING, CHECKPOINTING)
+# Every status of a run not yet final: an attempt's own checkpoints.<attempt> entry may still be
+# written after the run moved on to the next attempt (the interrupted one's last upload).
+LIVE_STATUSES = (*WRITABLE_STATUSES, "PENDING", "INTERRUPTED", "RESUMING")
 
 _serializer = TypeSerializer()
 # A top-level attribute, or a document path into a map attribute.
@@ -80,11 +83,20 @@ class RunRecord:
         value = _serializer.serialize(json.loads(json.dumps(capped), parse_float=Decimal))
         return self._update({("setup", str(self.attempt)): value})
 
-    def _update(self, fields: dict[Field, dict[str, Any]]) -> bool:
+    def set_checkpoints(self, facts: dict[str, Any]) -> bool:
+        """This attempt's checkpoint facts under checkpoints.<attempt> (resumed from, the newest
+        durable, never durable): written while the run is live, also after it moved on to the
+        next attempt, as an interrupted attempt's last upload comes after that."""
+        value = _serializer.serialize(json.loads(json.dumps(facts), parse_float=Decimal))
+        return self._update({("checkpoints", str(self.attempt)): value}, own_attempt_only=False)
+
+    def _update(self, fields: dict[Field, dict[str, Any]], own_attempt_only: bool = True) -> bool:
         """True when written; a failed condition or an AWS error is logged, never raised: the run's
         outcome travels by result.json and the task token, not by these writes. A tuple key is a
-        document path (a map's member)."""
-        statuses = {f":s{index}": {"S": status} for index, status in enumerate(WRITABLE_STATUSES)}
+        document path (a map's member). Only while the item is this attempt's and the agent's to
+        write; with `own_attempt_only` False, while the run is live at this attempt or a later."""
+        allowed = WRITABLE_STATUSES if own_attempt_only else LIVE_STATUSES
+        statuses = {f":s{index}": {"S": status} for index, status in enumerate(allowed)}
         paths = [(key,) if isinstance(key, str) else key for key in fields]
         # "#f<i>" names a field; "#f<i>_<d>" the parts of a path below it.
         refs = [
@@ -100,7 +112,10 @@ class RunRecord:
                 TableName=self.table_name,
                 Key={"run_id": {"S": self.run_id}},
                 UpdateExpression=f"SET {sets}, #updated = :now",
-                ConditionExpression=f"#attempt = :attempt AND #status IN ({', '.join(statuses)})",
+                ConditionExpression=(
+                    f"#attempt {'=' if own_attempt_only else '>='} :attempt "
+                    f"AND #status IN ({', '.join(statuses)})"
+                ),
                 ExpressionAttributeNames={
                     **names,
                     "#updated": "updated_at",

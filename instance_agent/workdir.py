@@ -1,4 +1,11 @@
-"""The attempt's local directories under ${RUNCTL_HOME}/work/<run_id>/<attempt>/."""
+"""The run's local directories under ${RUNCTL_WORK_ROOT:-$RUNCTL_HOME/work}/<run_id>/.
+
+The same paths on every attempt: libraries that remember where they saved (Lightning's
+ModelCheckpoint dirpath, a Trainer's output_dir) resume without noticing a move. Each attempt
+starts them afresh; on AWS each attempt has its own instance, and in local mode, where instances
+share one work root, an attempt's agent starts only after the previous attempt's instance handed
+off or was terminated (ReleasePreviousAttempt).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "/opt/runctl"
+WORK_ROOT_ENV = "RUNCTL_WORK_ROOT"
+# Names the agent home that last used a run's directories (local mode removes them with it).
+OWNER_FILE = ".owner"
 
 
 def runctl_home() -> Path:
     return Path(os.environ.get("RUNCTL_HOME") or DEFAULT_HOME)
+
+
+def work_root(home: Path) -> Path:
+    return Path(os.environ.get(WORK_ROOT_ENV) or home / "work")
 
 
 @dataclass(frozen=True)
@@ -25,9 +39,9 @@ class WorkDirs:
     scratch: Path
 
     @classmethod
-    def create(cls, home: Path, run_id: str, attempt: int) -> WorkDirs:
+    def create(cls, home: Path, run_id: str) -> WorkDirs:
         """Make a fresh set of directories; a restarted agent starts its attempt from scratch."""
-        root = (home / "work" / run_id / str(attempt)).resolve()
+        root = (work_root(home) / run_id).resolve()
         if root.exists():
             shutil.rmtree(root)
         dirs = cls(
@@ -41,4 +55,5 @@ class WorkDirs:
         )
         for path in (dirs.code, dirs.data, dirs.checkpoints, dirs.output, dirs.logs, dirs.scratch):
             path.mkdir(parents=True)
+        (root / OWNER_FILE).write_text(str(home.resolve()))
         return dirs

@@ -46,6 +46,11 @@ def checkpoints_prefix(run_id: str) -> str:
     return f"{run_prefix(run_id)}checkpoints/"
 
 
+def checkpoint_version_prefix(run_id: str, version: str) -> str:
+    """One upload of one checkpoint: its objects are never overwritten (checkpoint_manifest.py)."""
+    return f"{checkpoints_prefix(run_id)}v/{version}/"
+
+
 def outputs_prefix(run_id: str) -> str:
     return f"{run_prefix(run_id)}outputs/"
 

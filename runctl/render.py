@@ -16,6 +16,7 @@ from rich.text import Text
 
 from lambdas.logic.failure_text import FAILURE_LINE_WIDTH, failure_line, failure_trace
 from lambdas.models.run_record import Attempt, MetricSummary, RunRecord
+from runctl.client.checkpoints import AttemptCheckpoints, attempt_checkpoints
 from runctl.client.client import RunState
 from runctl.client.costs import PRICE_SOURCE_LABELS, cost_label, cost_of, format_usd
 from runctl.client.follow import RunEvent, RunOutcome, describe_attempt, describe_refusals
@@ -206,6 +207,8 @@ def print_state(state: RunState, verbose: bool = False) -> None:
         )
         if setup.get("gpu"):
             console.print(f"  gpu: {describe_gpu(setup['gpu'])}", markup=False)
+    for line in checkpoint_lines(attempt_checkpoints(record).get(record.attempt)):
+        console.print(f"  {line}", markup=False)
     console.print(f"  {escape(finish_line(record))}")
     metrics = record.final_metrics or record.latest_metrics
     if metrics:
@@ -214,6 +217,17 @@ def print_state(state: RunState, verbose: bool = False) -> None:
         console.print(f"  outputs: {record.outputs_uri}", markup=False)
     if record.error and record.status.value != "SUCCEEDED":
         console.print(f"  error: {record.error}", markup=False)
+
+
+def checkpoint_lines(facts: AttemptCheckpoints | None) -> list[str]:
+    """An attempt's checkpoints in a few plain lines (no markup: names are the user's)."""
+    if facts is None:
+        return []
+    lines = [f"resumed from: {facts.resumed_from or 'nothing (started from scratch)'}"]
+    if facts.newest:
+        lines.append(f"newest checkpoint: {facts.newest}")
+    lines += [f"warning: {warning}" for warning in facts.warnings]
+    return lines
 
 
 def _summary_values(record: RunRecord) -> dict[str, Any]:
@@ -317,8 +331,9 @@ def _git_text(source: dict[str, Any] | None) -> str:
 def _attempts_table(details: RunDetails) -> Table:
     table = Table(title="attempts", title_justify="left", box=None, header_style="bold")
     columns = ("#", "INSTANCE", "MARKET", "ZONE", "STARTED", "ENVIRONMENT", "RAN", "ENDED BECAUSE")
-    for column in (*columns, "COST"):
+    for column in (*columns, "CHECKPOINTS", "COST"):
         table.add_column(column)
+    checkpoints = attempt_checkpoints(details.record)
     costs = {item.number: item for item in (details.cost.attempts if details.cost else [])}
     attempts: list[Attempt] = sorted(details.record.attempts.values(), key=lambda a: a.number)
     setup = details.record.setup
@@ -340,9 +355,23 @@ def _attempts_table(details: RunDetails) -> Table:
             escape(describe_environment(setup.get(str(attempt.number), {}).get("environment"))),
             format_duration(cost.seconds) if cost is not None else "-",
             reason,
+            escape(_checkpoints_cell(checkpoints.get(attempt.number))),
             escape(cost_text),
         )
     return table
+
+
+def _checkpoints_cell(facts: AttemptCheckpoints | None) -> str:
+    """'from checkpoint-50 (step 50, attempt 1)', 'newest ...', 'lost 2m 10s', one per line."""
+    if facts is None:
+        return "-"
+    lines = [f"from {facts.resumed_from}" if facts.resumed_from else "from scratch"]
+    if facts.newest:
+        lines.append(f"newest {facts.newest}")
+    if facts.work_lost_seconds is not None:
+        lines.append(f"lost {format_duration(facts.work_lost_seconds)}")
+    lines += [f"! {warning}" for warning in facts.warnings]
+    return "\n".join(lines)
 
 
 def _market_cell(attempt: Attempt) -> str:

@@ -42,6 +42,7 @@ AGENT_WRITABLE_ATTRIBUTES = [
     "attempt",
     "interrupted_by",  # set with CHECKPOINTING: spot-interrupted or rebalance
     "setup",  # setup.<attempt>: the environment and GPU phases, as soon as they are known
+    "checkpoints",  # checkpoints.<attempt>: resumed from, the newest durable, never durable
 ]
 
 
@@ -178,8 +179,8 @@ class Compute(Construct):
                 sid="ReadCodeAgentAndData", actions=["s3:GetObject"], resources=list(read_only)
             )
         )
-        # Read and write, never delete: run files, and the scripts' built Python environments
-        # (cached by the hash of their inputs).
+        # Read and write, no delete (but old checkpoint versions, below): run files, and the
+        # scripts' built Python environments (cached by the hash of their inputs).
         read_write = {
             "ReadWriteRunFiles": (
                 RUNS_PREFIX,
@@ -204,6 +205,17 @@ class Compute(Construct):
             acknowledge_resource_wildcard(role, objects, reason)
         for resource, reason in read_only.items():
             acknowledge_resource_wildcard(role, resource, reason)
+        # Retention (RunSpec checkpoints.keep): older checkpoint versions, and a version whose
+        # file changed mid-upload, are deleted; nothing else under runs/ ever is.
+        versions = bucket.arn_for_objects(f"{RUNS_PREFIX}*/checkpoints/v/*")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeleteOldCheckpointVersions", actions=["s3:DeleteObject"], resources=[versions]
+            )
+        )
+        acknowledge_resource_wildcard(
+            role, versions, "checkpoint versions are named per run and upload on the instance"
+        )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ListRunAndDataBuckets",

@@ -236,16 +236,17 @@ class RunsTable:
 
     def advance_attempt(self, run_id: str, from_attempt: int, reason: str, now: str) -> bool:
         """Attempt n -> n+1 and RESUMING, once: False when the run moved on or is final. The
-        set-up report of the attempt that is no longer among the newest SETUP_ATTEMPTS_KEPT goes
-        (every advance drops one, so at most that many are ever kept; the map itself is made by
-        `create`, as DynamoDB refuses a REMOVE below a missing map, not of a missing key)."""
+        set-up report and checkpoint facts of the attempt that is no longer among the newest
+        SETUP_ATTEMPTS_KEPT go (every advance drops one, so at most that many are ever kept; the
+        maps are made by `create`, as DynamoDB refuses a REMOVE below a missing map, not of a
+        missing key)."""
         names = {"#status": "status", "#updated": "updated_at", "#attempts": "attempts"}
         names["#n"] = str(from_attempt)
         removes = ["interrupted_by"]
         oldest_dropped = from_attempt + 1 - SETUP_ATTEMPTS_KEPT
         if oldest_dropped >= 1:
-            names |= {"#setup": "setup", "#dropped": str(oldest_dropped)}
-            removes.append("#setup.#dropped")
+            names |= {"#setup": "setup", "#ckpts": "checkpoints", "#dropped": str(oldest_dropped)}
+            removes += ["#setup.#dropped", "#ckpts.#dropped"]
         values = {
             ":attempt": _to_dynamo(from_attempt),
             ":next": _to_dynamo(from_attempt + 1),

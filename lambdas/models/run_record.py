@@ -175,6 +175,14 @@ class RunRecord(BaseModel):
             f"{SETUP_ATTEMPTS_KEPT} attempts' only"
         ),
     )
+    checkpoints: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "by attempt number, written by the agent: the checkpoint it resumed from, the newest "
+            "durable one, and any that were never durable (instance_agent/checkpoints.py); the "
+            f"newest {SETUP_ATTEMPTS_KEPT} attempts' only, like setup"
+        ),
+    )
     cost: RunCost | None = Field(default=None, description="set by FinalizeRun")
     metrics_summary: dict[str, MetricSummary] = Field(
         default_factory=dict, description="set by FinalizeRun, by metric name"

@@ -164,6 +164,22 @@ class InterruptionPolicy(BaseModel):
     )
 
 
+class CheckpointPolicy(BaseModel):
+    """What the agent keeps of the checkpoints the script writes to $RUNCTL_CHECKPOINT_DIR."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description=(
+            "the newest complete checkpoints kept in S3 (a file or a top-level folder each); "
+            "older ones are deleted once a newer one is durable; the newest is always kept"
+        ),
+    )
+
+
 # Attempts after the first that a RunSpec may ask for: preemptions and script retries together
 # (each resume can cost ~301 history events; with the agent-start and GPU retries on top, 73
 # resumes stay under 90% of Step Functions' 25,000: tests/unit/bench/test_history_budget.py).
@@ -271,6 +287,7 @@ class RunSpec(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     interruptions: InterruptionPolicy = Field(default_factory=InterruptionPolicy)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    checkpoints: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
     experiment: str | None = Field(default=None, pattern=NAME_PATTERN)
     source: SourceInfo | None = Field(
         default=None, description="git commit and dirtiness of the code, when known"

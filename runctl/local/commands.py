@@ -3,6 +3,7 @@ back the runs made that way (they are kept in the work dir's history)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -268,3 +269,112 @@ def show_sweep(
 
 
 local_app.add_typer(local_sweeps_app, name="sweeps")
+
+
+@local_app.command("clean")
+def clean(
+    ctx: typer.Context,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="also the local history and downloaded outputs: all of the work dir that no "
+            "running local session or instance uses",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before --all")] = False,
+) -> None:
+    """Remove what local sessions that were killed left behind: instance folders and run work
+    folders that no running process uses (a session that ends removes its own)."""
+    from rich.filesize import decimal
+
+    from runctl.local.instances import remove_path
+
+    work_dir = _local(ctx).work_dir
+    if not work_dir.is_dir():
+        _say(f"nothing to clean: no {work_dir}")
+        return
+    if everything and not yes:
+        typer.confirm(f"Remove the local history and outputs in {work_dir} as well?", abort=True)
+    removable, in_use = _leftovers(work_dir, everything)
+    freed = 0
+    for path in removable:
+        size = remove_path(path)
+        freed += size
+        done = "could not remove all of" if os.path.lexists(path) else "removed"
+        _say(f"{done} {path.relative_to(work_dir)} ({decimal(size)})")
+    for path, why in in_use:
+        _say(f"kept {path.relative_to(work_dir)}: in use ({why})")
+    if everything:
+        _remove_if_empty(work_dir)
+    if removable:
+        _say(f"freed {decimal(freed)} in {work_dir}")
+    else:
+        _say(f"nothing to clean in {work_dir}")
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False, soft_wrap=True)  # paths stay whole, to copy
+
+
+def _remove_if_empty(work_dir: Path) -> None:
+    """The folders `local clean --all` emptied, and the work dir itself but for an unheld lock."""
+    from runctl.local.instances import SESSION_LOCK, lock_held
+
+    for folder in (work_dir / "instances", work_dir / "work"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    lock = work_dir / SESSION_LOCK
+    if [path.name for path in work_dir.iterdir()] == [SESSION_LOCK] and not lock_held(lock):
+        lock.unlink()
+    if not any(work_dir.iterdir()):
+        work_dir.rmdir()
+
+
+def _leftovers(work_dir: Path, everything: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """What `local clean` removes, and what it keeps as in use, with why."""
+    from runctl.local.instances import (
+        INSTANCE_LOCK,
+        SESSION_LOCK,
+        instance_home_in_use,
+        live_instance_ids,
+        lock_held,
+        run_dir_owner,
+    )
+
+    live = live_instance_ids()
+    session_running = lock_held(work_dir / SESSION_LOCK)
+    removable: list[Path] = []
+    in_use: list[tuple[Path, str]] = []
+    busy_homes: set[Path] = set()
+    for home in _entries(work_dir / "instances"):
+        if instance_home_in_use(home, live):
+            in_use.append((home, "its instance is running"))
+        elif session_running and not (home / INSTANCE_LOCK).exists():
+            in_use.append((home, "a running local session is launching it"))
+        else:
+            removable.append(home)
+            continue
+        busy_homes.add(home.resolve())
+    for run_dir in _entries(work_dir / "work"):
+        owner = run_dir_owner(run_dir)
+        if owner is None and session_running:
+            in_use.append((run_dir, "a running local session may be starting it"))
+        elif owner is not None and (owner in busy_homes or instance_home_in_use(owner, live)):
+            in_use.append((run_dir, f"instance {owner.name} is running"))
+        else:
+            removable.append(run_dir)
+    if everything:
+        shared = session_running or bool(busy_homes)
+        for entry in _entries(work_dir):
+            if entry.name in ("instances", "work", SESSION_LOCK):
+                continue
+            if shared and entry.name in ("bin", "images"):  # what every local instance runs
+                in_use.append((entry, "a running local session or instance uses it"))
+            else:
+                removable.append(entry)
+    return removable, in_use
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []

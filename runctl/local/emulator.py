@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -38,6 +39,9 @@ from runctl.local.ssm_bridge import SsmBridge
 REGION = "us-east-1"
 _ORIGINAL_CREATE_MULTIPART = S3Backend.create_multipart_upload
 _ORIGINAL_PUT_OBJECT = S3Backend.put_object
+_ORIGINAL_COMPLETE_MULTIPART = S3Backend.complete_multipart_upload
+# moto completes a multipart upload with a put_object of its own: not an upload that begins.
+_completing = threading.local()
 
 
 class Emulator:
@@ -97,6 +101,7 @@ class Emulator:
             (SimpleSystemManagerResponse, "describe_instance_information", ssm.describe_instances),
             (S3Backend, "create_multipart_upload", self._multipart_started),
             (S3Backend, "put_object", self._put_started),
+            (S3Backend, "complete_multipart_upload", _complete_multipart),
             (BaseWSGIServer, "handle_error", quiet_client_disconnects),
             *SFN_INTEGRATION_PATCHES,
             *waits.PATCHES,
@@ -130,7 +135,8 @@ class Emulator:
         return enforce_iam(self._stack, REGION, self.fleet.base_env)
 
     def _put_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
-        self._upload_started(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
+        if not getattr(_completing, "active", False):
+            self._upload_started(kwargs.get("key_name", args[1] if len(args) > 1 else ""))
         return _ORIGINAL_PUT_OBJECT(backend, *args, **kwargs)
 
     def _upload_started(self, key: object) -> None:
@@ -160,6 +166,14 @@ def quiet_client_disconnects(server: BaseWSGIServer, request: Any, client_addres
     if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
         return
     _ORIGINAL_HANDLE_ERROR(server, request, client_address)
+
+
+def _complete_multipart(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+    _completing.active = True
+    try:
+        return _ORIGINAL_COMPLETE_MULTIPART(backend, *args, **kwargs)
+    finally:
+        _completing.active = False
 
 
 def _as_method(function: object) -> object:

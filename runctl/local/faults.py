@@ -33,6 +33,8 @@ class Fault:
     # Or until an upload of one of the run's keys containing this text begins
     # (e.g. "/checkpoints/": fires while a large checkpoint is on its way to S3).
     when_upload: str | None = None
+    # ... the Nth such upload (2: a checkpoint is already durable when the next one starts).
+    when_upload_count: int = 1
     # An interrupt's notice period (the session's spot_notice_seconds when None).
     notice_seconds: float | None = None
 
@@ -130,7 +132,9 @@ class FaultInjector:
                 return
             if fault.when_status and not self._wait_for_status(fault.when_status):
                 return
-            if fault.when_upload and not self._wait_for_upload(fault.when_upload):
+            if fault.when_upload and not self._wait_for_upload(
+                fault.when_upload, fault.when_upload_count
+            ):
                 return
             instance = self._current_instance()
             if instance is None:
@@ -141,13 +145,16 @@ class FaultInjector:
             except Exception:  # said, so a run that was meant to be faulted is not a mystery
                 logger.exception("cannot apply %s to %s", fault, instance.instance_id)
 
-    def _wait_for_upload(self, text: str) -> bool:
+    def _wait_for_upload(self, text: str, count: int) -> bool:
         started = threading.Event()
         prefix = f"runs/{self.run_id}/"
+        seen = []
 
         def watch(key: str) -> None:
             if key.startswith(prefix) and text in key:
-                started.set()
+                seen.append(key)
+                if len(seen) >= count:
+                    started.set()
 
         self.session.emulator.on_upload_started.append(watch)
         try:

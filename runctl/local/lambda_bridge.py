@@ -8,15 +8,20 @@ import os
 import threading
 import traceback
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
 
 from lambdas.env import lambda_env
+from lambdas.observability import metrics
 from runctl.local.iam.enforcer import acting_as
 
 _env_lock = threading.Lock()
+# Local mode disables Powertools' metrics (POWERTOOLS_METRICS_DISABLED): with nothing to publish
+# it says so once on stderr, which tells a local user nothing.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 @dataclass
@@ -63,6 +68,11 @@ def invoke_in_process(function: LambdaFunction, event: Any) -> tuple[bytes, bool
             "stackTrace": traceback.format_exception(error),
         }
         return json.dumps(payload).encode(), True
+    finally:
+        # Powertools 3.37 keeps disabled metrics instead of dropping them at the end of the
+        # invocation, then prints them as EMF JSON on stdout once 100 pile up (its auto-flush
+        # ignores the switch): a long local sweep printed them on the user's terminal.
+        metrics.clear_metrics()
     return json.dumps(result).encode(), False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from runctl.errors import DataBucketMissing
 from runctl.local.deploy import LocalSettings, LocalStack, deploy
 from runctl.local.emulator import REGION, Emulator
 from runctl.local.faults import EventDelivery, Fault, FaultInjector
+from runctl.local.instances import SESSION_LOCK, hold_lock
 from runctl.local.s3_events import PipelineEventDelivery
 from runctl.local.stack_outputs import publish_stack_outputs
 from runctl.packaging import CodePackage, upload_package
@@ -37,7 +39,14 @@ class LocalSession:
         self.stack: LocalStack
 
     def __enter__(self) -> LocalSession:
-        self.emulator.__enter__()
+        # Shared by the sessions using this work dir: `runctl local clean` leaves what they share.
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._in_use = hold_lock(self.root / SESSION_LOCK, fcntl.LOCK_SH)
+        try:
+            self.emulator.__enter__()
+        except BaseException:
+            self._in_use.close()
+            raise
         try:
             self.stack = deploy(self.settings)
             self.iam = self.emulator.enforce_iam() if self.settings.enforce_iam else None
@@ -64,6 +73,7 @@ class LocalSession:
             )
         except BaseException:
             self.emulator.__exit__(None, None, None)
+            self._in_use.close()
             raise
         return self
 
@@ -78,7 +88,10 @@ class LocalSession:
         self.events.close()
         if self.pipeline_events is not None:
             self.pipeline_events.close()
-        self.emulator.__exit__(exc_type, exc, traceback)
+        try:
+            self.emulator.__exit__(exc_type, exc, traceback)
+        finally:
+            self._in_use.close()
 
     def upload_code(self, package: CodePackage) -> tuple[str, int]:
         """Put the archive under its hash, as the client does; the bytes uploaded (0: was there)."""

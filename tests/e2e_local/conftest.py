@@ -158,7 +158,7 @@ def assert_checkpointed_on_sigterm(session: LocalSession, run_id: str) -> None:
     said = re.findall(r"SIGTERM: checkpointed step (\d+)", log["Body"].read().decode())
     manifest = session.s3.get_object(Bucket=bucket, Key=checkpoint_manifest_key(run_id))
     assert said, "the script never got SIGTERM"
-    assert json.loads(manifest["Body"].read())["step"] == int(said[-1]) > 0
+    assert json.loads(manifest["Body"].read())["checkpoints"][0]["step"] == int(said[-1]) > 0
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from runctl.packaging import package_directory
 # after its checkpoint is written, and a notice takes up to ~3 s more to stop the script: so
 # attempt 1 stops before step ~170, and a second fault at 250 lands on attempt 2, well before
 # the script's end at 400 (a notice after the script exited rightly changes nothing).
-AT_STEP_30 = "/checkpoints/ckpt-00030.json"
-AT_STEP_250 = "/checkpoints/ckpt-00250.json"
+AT_STEP_30 = "/ckpt-00030.json"
+AT_STEP_250 = "/ckpt-00250.json"
 
 # A shorter spot notice than AWS's 120 s, the same protocol. It costs no time: the old instance
 # goes once it has handed off, and SIGKILL comes after the 1 s minimum (the notice is within the

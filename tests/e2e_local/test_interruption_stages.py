@@ -107,7 +107,7 @@ def test_interruption_during_data_staging_never_starts_the_script_there(faults):
 def test_interruption_during_a_checkpoint_upload_resumes_from_a_whole_checkpoint(faults):
     # Given a large checkpoint at step 20, and a warning while it is on its way to S3
     outcome = faults.run(
-        [Fault("interrupt", 0, when_upload="/checkpoints/ckpt-00020")],
+        [Fault("interrupt", 0, when_upload="/ckpt-00020")],
         steps=300,  # long enough that training outlasts the upload, even on a loaded machine
         pad_step=20,
         pad_bytes=150 * 1024 * 1024,

@@ -4,8 +4,11 @@ one), and leave no instance running. The run and its script: fault_matrix.py."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from lambdas.constants import checkpoint_manifest_key
 from lambdas.models.run_record import EndReason, RunStatus
 from runctl.local.faults import Fault
 from tests.e2e_local.fault_matrix import AT_STEP_30, AT_STEP_250, end_reasons
@@ -50,24 +53,44 @@ def test_two_interruptions_in_a_row_resume_twice(faults):
     faults.assert_no_instance_left(outcome.run_id)
 
 
-def test_lost_instance_without_warning_resumes_from_the_last_periodic_checkpoint(faults):
+def test_lost_instance_without_warning_resumes_from_the_newest_durable_checkpoint(faults):
     # Given an instance that disappears with no notice once training is well under way (no
-    # SIGTERM, no final checkpoint, no final upload of anything)
-    outcome = faults.run([Fault("kill", 0, when_upload=AT_STEP_30)])
+    # SIGTERM, no final checkpoint, no final upload of anything), while a large checkpoint
+    # (step 30) is on its way to S3: what latest.json lists then is what attempt 1 made durable
+    session = faults.session
+    durable_at_kill: list[dict] = []
+
+    def note_latest(key: str) -> None:
+        if key.endswith(AT_STEP_30) and not durable_at_kill:
+            manifest_key = checkpoint_manifest_key(key.split("/")[1])
+            try:
+                body = session.s3.get_object(Bucket=session.stack.bucket, Key=manifest_key)
+            except session.s3.exceptions.NoSuchKey:
+                durable_at_kill.append({"step": None})  # nothing durable: the test says so
+                return
+            durable_at_kill.append(json.loads(body["Body"].read())["checkpoints"][0])
+
+    session.emulator.on_upload_started.append(note_latest)
+    try:
+        outcome = faults.run(
+            [Fault("kill", 0, when_upload=AT_STEP_30)], pad_step=30, pad_bytes=40 * 1024 * 1024
+        )
+    finally:
+        session.emulator.on_upload_started.remove(note_latest)
 
     # Then the run resumes on a new attempt, and says why the first one stopped
     assert outcome.record.status is RunStatus.SUCCEEDED, outcome.record.error
     assert end_reasons(outcome)[0] is EndReason.INSTANCE_LOST
-    # And the next attempt starts right after a periodic checkpoint that reached S3, not from 0
-    resumed_at = faults.steps(outcome.run_id, 2)[0] - 1
-    assert resumed_at > 0
-    assert resumed_at % 10 == 0
-    checkpoint_keys = faults.session.s3.list_objects_v2(
-        Bucket=faults.session.stack.bucket, Prefix=f"runs/{outcome.run_id}/checkpoints/"
-    )["Contents"]
-    assert any(item["Key"].endswith(f"ckpt-{resumed_at:05d}.json") for item in checkpoint_keys)
+    # And attempt 2 resumed from exactly the newest checkpoint attempt 1 had made durable (a
+    # periodic one: the step-30 one never finished its upload), and went on right after it
+    newest = durable_at_kill[0]
+    assert newest["step"] in (10, 20), newest
+    assert newest["attempt"] == 1
+    assert faults.steps(outcome.run_id, 2)[0] == newest["step"] + 1
+    resumed_from = outcome.record.checkpoints["2"]["resumed_from"]
+    assert (resumed_from["name"], resumed_from["version"]) == (newest["name"], newest["version"])
     # And no handoff: nothing was handed over by an instance that vanished
-    with pytest.raises(faults.session.s3.exceptions.NoSuchKey):
+    with pytest.raises(session.s3.exceptions.NoSuchKey):
         faults.handoff(outcome.run_id, 1)
     faults.assert_no_instance_left(outcome.run_id)
 

@@ -36,6 +36,7 @@ _HOLD_SECONDS = 60  # a held download waits this long for the event that release
 FAST = Intervals(
     log_flush=0.05,
     checkpoint_sync=0.05,
+    checkpoint_sync_watched=0.05,
     upload_copies=0.1,
     metrics_update=0.05,
     heartbeat=0.05,
@@ -189,7 +190,9 @@ class AgentHarness:
                 "status": {"S": status},
                 "attempt": {"N": str(attempt)},
                 "updated_at": {"S": "2026-11-23T09:00:00+00:00"},
-                "setup": {"M": {}},  # RecordRun creates the (empty) map the agent writes into
+                # RecordRun creates the (empty) maps the agent writes into
+                "setup": {"M": {}},
+                "checkpoints": {"M": {}},
             },
         )
 

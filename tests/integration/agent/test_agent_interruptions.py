@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 
 from .conftest import FAST
+
+SUMMARY_FIELDS = ("name", "kind", "step", "attempt", "version", "saved_at")
 
 
 @pytest.fixture(autouse=True)
@@ -96,15 +99,52 @@ def _checkpoint_steps(harness) -> dict[int, str]:
     return steps
 
 
-def _assert_latest_is_the_newest_intact_checkpoint(harness) -> dict[str, Any]:
-    manifest = harness.get_json(f"runs/{harness.run_id}/checkpoints/latest.json")
+def _version_key(harness, version: str, relative: str) -> str:
+    return f"runs/{harness.run_id}/checkpoints/v/{version}/{relative}"
+
+
+def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """What the agent says of a manifest entry elsewhere (handoff.json, the run item)."""
+    return {name: entry[name] for name in SUMMARY_FIELDS}
+
+
+def _assert_latest_is_the_newest_intact_checkpoint(harness, keep: int = 3) -> dict[str, Any]:
+    """latest.json lists the newest checkpoint in S3 first, intact; and S3 holds nothing else
+    under checkpoints/ than what it lists (older versions were deleted past `keep`)."""
+    prefix = f"runs/{harness.run_id}/checkpoints/"
+    manifest = harness.get_json(prefix + "latest.json")
+    assert manifest["format"] == 2
+    listed = manifest["checkpoints"]
+    assert 1 <= len(listed) <= keep
     steps = _checkpoint_steps(harness)
-    newest = max(steps)
-    assert (manifest["key"], manifest["step"]) == (steps[newest], newest)
-    body = harness.s3.get_object(Bucket=harness.bucket, Key=manifest["key"])["Body"].read()
-    assert body == f"weights-{newest}".encode()
-    assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
+    top = max(steps)
+    newest = listed[0]
+    assert (newest["name"], newest["kind"], newest["step"], newest["attempt"]) == (
+        f"ckpt-{top:06d}.pt",
+        "file",
+        top,
+        1,
+    )
+    (item,) = newest["files"]
+    assert steps[top] == _version_key(harness, newest["version"], item["path"])
+    body = harness.s3.get_object(Bucket=harness.bucket, Key=steps[top])["Body"].read()
+    assert body == f"weights-{top}".encode()
+    assert (item["sha256"], item["size"]) == (hashlib.sha256(body).hexdigest(), len(body))
+    assert [entry["step"] for entry in listed] == sorted(steps, reverse=True)
+    listed_keys = [
+        _version_key(harness, entry["version"], file["path"])
+        for entry in listed
+        for file in entry["files"]
+    ]
+    assert harness.keys(prefix) == sorted([*listed_keys, prefix + "latest.json"])
     return manifest
+
+
+def _checkpoint_facts(harness, attempt: int) -> dict[str, Any]:
+    """checkpoints.<attempt> on the run item, as plain values."""
+    item = harness.run_item()
+    value = TypeDeserializer().deserialize(item["checkpoints"]["M"][str(attempt)])
+    return json.loads(json.dumps(value, default=int))
 
 
 def _assert_handed_off(harness, reason: str, manifest: dict[str, Any] | None) -> dict[str, Any]:
@@ -119,7 +159,8 @@ def _assert_handed_off(harness, reason: str, manifest: dict[str, Any] | None) ->
     handoff = harness.get_json(attempt + "handoff.json")
     assert handoff["attempt"] == 1
     assert handoff["reason"] == reason
-    assert handoff["checkpoint"] == manifest
+    expected = _summary(manifest["checkpoints"][0]) if manifest is not None else None
+    assert handoff["checkpoint"] == expected
     assert datetime.fromisoformat(handoff["completed_at"]).tzinfo is not None
     return harness.get_json(attempt + "result.json")
 
@@ -146,6 +187,7 @@ def test_given_a_spot_notice_from_imds_then_the_agent_saves_hands_off_and_fails_
         CHECKPOINTING_SCRIPT,
         environment={"GATE": str(gate)},
         interruptions={"rebalance": "checkpoint", "grace_seconds": 10},
+        checkpoints={"keep": 2},
     )
 
     result = harness.run(harness.write_config(spec))
@@ -160,9 +202,14 @@ def test_given_a_spot_notice_from_imds_then_the_agent_saves_hands_off_and_fails_
     # The script got SIGTERM and wrote its final checkpoint: the newest, and latest.json's.
     stdout = harness.get_text(f"runs/{harness.run_id}/attempts/1/logs/stdout.log")
     final_step = int(re.search(r"SIGTERM: final checkpoint at step (\d+)", stdout).group(1))
-    manifest = _assert_latest_is_the_newest_intact_checkpoint(harness)
-    assert manifest["step"] == final_step >= 3
+    manifest = _assert_latest_is_the_newest_intact_checkpoint(harness, keep=2)
+    assert manifest["checkpoints"][0]["step"] == final_step >= 3
+    assert len(manifest["checkpoints"]) == 2  # of 3 or more: the oldest were deleted
     stored = _assert_handed_off(harness, "spot-interrupted", manifest)
+    # The run item's newest checkpoint is the one handed off.
+    facts = _checkpoint_facts(harness, 1)
+    assert facts["newest"] == _summary(manifest["checkpoints"][0])
+    assert facts["resumed_from"] is None
     assert stored == result.to_dict()
     assert result.outcome == "interrupted"
     assert result.exit_code == 143
@@ -305,7 +352,7 @@ def test_given_a_rebalance_with_the_checkpoint_policy_and_opt_in_then_sigusr1_an
     harness, fake_imds, tmp_path: Path
 ):
     gate, uploaded = tmp_path / "gate", tmp_path / "usr1-checkpoint-uploaded"
-    harness.signals["checkpoints/ckpt-000777.pt"] = uploaded
+    harness.signals["/ckpt-000777.pt"] = uploaded
     fake_imds.serve(
         "events/recommendations/rebalance", {"noticeTime": "2026-11-23T10:00:00Z"}, gate
     )
@@ -328,7 +375,10 @@ def test_given_a_rebalance_with_the_checkpoint_policy_and_opt_in_then_sigusr1_an
     assert stdout.count("SIGUSR1: checkpoint written") == 1  # the notice stays up: acted on once
     # Synced while the script ran (it waited for the upload), and named by latest.json.
     manifest = harness.get_json(f"runs/{harness.run_id}/checkpoints/latest.json")
-    assert manifest["step"] == 777
+    assert [(entry["name"], entry["step"]) for entry in manifest["checkpoints"]] == [
+        ("ckpt-000777.pt", 777),
+        ("ckpt-000001.pt", 1),
+    ]
     assert not harness.keys(f"runs/{harness.run_id}/attempts/1/handoff.json")
 
 
@@ -354,7 +404,10 @@ def test_given_a_rebalance_without_opt_in_then_no_signal_only_a_sync_and_the_run
         "rebalance recommended: syncing the checkpoints written so far" in line
         for line in harness.log_messages()
     )
-    assert harness.get_json(f"runs/{harness.run_id}/checkpoints/latest.json")["step"] == 1
+    manifest = harness.get_json(f"runs/{harness.run_id}/checkpoints/latest.json")
+    assert [(entry["name"], entry["step"]) for entry in manifest["checkpoints"]] == [
+        ("ckpt-000001.pt", 1)
+    ]
 
 
 RESUME_SCRIPT = r"""
@@ -362,19 +415,74 @@ import json, os
 from pathlib import Path
 
 path = os.environ.get("RUNCTL_RESUME_FROM")
-seen = {"path": path, "content": Path(path).read_text() if path else None}
+if path and Path(path).is_dir():
+    content = {
+        p.relative_to(path).as_posix(): p.read_text()
+        for p in sorted(Path(path).rglob("*"))
+        if p.is_file()
+    }
+else:
+    content = Path(path).read_text() if path else None
+seen = {"path": path, "content": content}
 (Path(os.environ["RUNCTL_OUTPUT_DIR"]) / "seen.json").write_text(json.dumps(seen))
 """
 
+HF_40 = {
+    "checkpoint-40/model.safetensors": b"weights-40",
+    "checkpoint-40/trainer_state.json": b'{"global_step": 40}',
+}
 
-def _seed_checkpoint(harness, relative: str, data: bytes, sha256: str | None = None) -> None:
+
+def _seed_version(
+    harness,
+    version: str,
+    name: str,
+    files: dict[str, bytes],
+    step: int | None = 40,
+    saved_at: str = "2026-11-23T10:00:00+00:00",
+    sha256: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Put a version's objects in S3; return its latest.json entry (see _seed_manifest)."""
+    for relative, data in files.items():
+        harness.s3.put_object(
+            Bucket=harness.bucket, Key=_version_key(harness, version, relative), Body=data
+        )
+    return {
+        "version": version,
+        "name": name,
+        "kind": "file" if list(files) == [name] else "folder",
+        "step": step,
+        "attempt": int(version.split("-")[0]),
+        "saved_at": saved_at,
+        "uploaded_at": saved_at,
+        "files": [
+            {
+                "path": relative,
+                "sha256": (sha256 or {}).get(relative) or hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            }
+            for relative, data in files.items()
+        ],
+    }
+
+
+def _seed_manifest(harness, *entries: dict[str, Any]) -> None:
+    harness.s3.put_object(
+        Bucket=harness.bucket,
+        Key=f"runs/{harness.run_id}/checkpoints/latest.json",
+        Body=json.dumps({"format": 2, "checkpoints": list(entries)}).encode(),
+    )
+
+
+def _seed_format_1(harness, relative: str, data: bytes) -> None:
+    """latest.json as agents wrote it before versions: one file, overwritten in place."""
     key = f"runs/{harness.run_id}/checkpoints/{relative}"
     harness.s3.put_object(Bucket=harness.bucket, Key=key, Body=data)
     manifest = {
         "key": key,
         "path": relative,
         "step": 40,
-        "sha256": sha256 or hashlib.sha256(data).hexdigest(),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "size": len(data),
         "uploaded_at": "2026-11-23T10:00:00+00:00",
         "attempt": 1,
@@ -386,33 +494,105 @@ def _seed_checkpoint(harness, relative: str, data: bytes, sha256: str | None = N
     )
 
 
+def _checkpoints_dir(harness) -> Path:
+    """The run's checkpoint directory: the same path on every attempt."""
+    return harness.home.resolve() / "work" / harness.run_id / "checkpoints"
+
+
 def test_given_a_checkpoint_in_s3_when_the_next_attempt_starts_then_the_script_resumes_from_it(
     harness,
 ):
     harness.put_run_item(status="LAUNCHING", attempt=2)
-    _seed_checkpoint(harness, "epoch-4/ckpt-000040.pt", b"weights-40")
+    entry = _seed_version(harness, "1-000007", "checkpoint-40", HF_40)
+    _seed_manifest(harness, entry)
     harness.writes.clear()
 
     result = harness.run(harness.write_config(harness.spec(RESUME_SCRIPT), attempt=2))
 
     assert result.outcome == "succeeded", result.stderr_tail
     seen = harness.get_json(f"runs/{harness.run_id}/outputs/seen.json")
-    expected = harness.home.resolve() / "work" / harness.run_id / "2" / "checkpoints"
-    assert seen == {"path": str(expected / "epoch-4" / "ckpt-000040.pt"), "content": "weights-40"}
+    # The folder, whole, at the stable path.
+    assert seen == {
+        "path": str(_checkpoints_dir(harness) / "checkpoint-40"),
+        "content": {
+            "model.safetensors": "weights-40",
+            "trainer_state.json": '{"global_step": 40}',
+        },
+    }
     # Already in S3: not uploaded again, and latest.json is left as it was.
     assert not [key for key in harness.writes if "/checkpoints/" in key]
-    key = f"runs/{harness.run_id}/checkpoints/epoch-4/ckpt-000040.pt"
-    line = f"[runctl-agent] INFO instance_agent.attempt: resuming from {key} (step 40)"
+    line = (
+        "[runctl-agent] INFO instance_agent.attempt: resuming from checkpoint checkpoint-40 "
+        "(step 40, saved by attempt 1 at 2026-11-23T10:00:00+00:00)"
+    )
     assert line in harness.log_messages(attempt=2)
+    facts = _checkpoint_facts(harness, 2)
+    assert facts["resumed_from"] == _summary(entry)
+    assert facts["newest"] == _summary(entry)
+    assert "skipped" not in facts
+
+
+def test_given_a_torn_newest_checkpoint_then_the_script_resumes_from_the_one_before(harness):
+    harness.put_run_item(status="LAUNCHING", attempt=3)
+    newer = _seed_version(
+        harness,
+        "2-000003",
+        "checkpoint-50",
+        {"checkpoint-50/model.safetensors": b"weights-5"},  # torn: 10 bytes were listed
+        step=50,
+        saved_at="2026-11-23T11:00:00+00:00",
+        sha256={"checkpoint-50/model.safetensors": hashlib.sha256(b"weights-50").hexdigest()},
+    )
+    older = _seed_version(harness, "1-000007", "checkpoint-40", HF_40)
+    _seed_manifest(harness, newer, older)
+
+    result = harness.run(harness.write_config(harness.spec(RESUME_SCRIPT), attempt=3))
+
+    assert result.outcome == "succeeded", result.stderr_tail
+    seen = harness.get_json(f"runs/{harness.run_id}/outputs/seen.json")
+    assert seen["path"] == str(_checkpoints_dir(harness) / "checkpoint-40")
+    assert seen["content"]["model.safetensors"] == "weights-40"
+    assert not (_checkpoints_dir(harness) / "checkpoint-50").exists()
+    facts = _checkpoint_facts(harness, 3)
+    assert facts["resumed_from"] == _summary(older)
+    (skipped,) = facts["skipped"]
+    assert skipped.startswith("checkpoint-50 (version 2-000003): ")  # cut short on the item
+    assert "/v/2-000003/checkpoint-50/model.safetensors has sha256 " in skipped
+    assert any(
+        "not resuming from checkpoint checkpoint-50" in line and "a torn or altered file" in line
+        for line in harness.log_messages(attempt=3)
+    )
+
+
+def test_given_a_format_1_latest_json_then_the_script_still_resumes_from_its_file(harness):
+    harness.put_run_item(status="LAUNCHING", attempt=2)
+    _seed_format_1(harness, "ckpt-000040.pt", b"weights-40")
+    harness.writes.clear()
+
+    result = harness.run(harness.write_config(harness.spec(RESUME_SCRIPT), attempt=2))
+
+    assert result.outcome == "succeeded", result.stderr_tail
+    seen = harness.get_json(f"runs/{harness.run_id}/outputs/seen.json")
+    assert seen == {
+        "path": str(_checkpoints_dir(harness) / "ckpt-000040.pt"),
+        "content": "weights-40",
+    }
+    assert not [key for key in harness.writes if "/checkpoints/" in key]
+    assert _checkpoint_facts(harness, 2)["resumed_from"]["step"] == 40
 
 
 def test_given_a_torn_checkpoint_then_the_attempt_fails_before_the_script_starts(
     harness, tmp_path: Path
 ):
     harness.put_run_item(status="LAUNCHING", attempt=2)
-    _seed_checkpoint(
-        harness, "ckpt-000040.pt", b"weights-4", hashlib.sha256(b"weights-40").hexdigest()
+    torn = _seed_version(
+        harness,
+        "1-000004",
+        "ckpt-000040.pt",
+        {"ckpt-000040.pt": b"weights-4"},
+        sha256={"ckpt-000040.pt": hashlib.sha256(b"weights-40").hexdigest()},
     )
+    _seed_manifest(harness, torn)
     marker = tmp_path / "script-started"
 
     result = harness.run(
@@ -421,11 +601,13 @@ def test_given_a_torn_checkpoint_then_the_attempt_fails_before_the_script_starts
 
     assert not marker.exists()
     assert result.outcome == "agent-failed"
+    assert "lists can be restored intact: ckpt-000040.pt (version 1-000004): " in result.message
     assert "has sha256 " in result.message
-    assert "not resuming from a torn or altered file" in result.message
+    assert "a torn or altered file" in result.message
     (failure,) = harness.sfn.named("failure")
     assert failure["error"] == "Runctl.AgentFailed"
     assert harness.sfn.named("success") == []
+    assert not (_checkpoints_dir(harness) / "ckpt-000040.pt").exists()
 
 
 def test_given_no_imds_and_no_notice_then_imds_is_logged_once_and_the_run_ends_normally(
@@ -462,7 +644,8 @@ def test_given_a_notice_while_staging_then_the_script_never_starts_and_the_attem
         "termination_time": None,
     }
     (harness.home / "notice.json").write_text(json.dumps(notice))
-    _seed_checkpoint(harness, "ckpt-000040.pt", b"weights-40")
+    entry = _seed_version(harness, "1-000004", "ckpt-000040.pt", {"ckpt-000040.pt": b"w-40"})
+    _seed_manifest(harness, entry)
     marker = tmp_path / "script-started"
     # Staging (the code download) waits until the task was failed: the notice lands meanwhile.
     harness.hold_downloads = harness.sfn.ended
@@ -480,4 +663,4 @@ def test_given_a_notice_while_staging_then_the_script_never_starts_and_the_attem
     assert harness.statuses[-1] == "CHECKPOINTING" and "RUNNING" not in harness.statuses
     assert harness.run_item()["status"] == {"S": "CHECKPOINTING"}
     handoff = harness.get_json(f"runs/{harness.run_id}/attempts/1/handoff.json")
-    assert handoff["checkpoint"]["step"] == 40  # what latest.json still names
+    assert handoff["checkpoint"] == _summary(entry)  # what latest.json still lists first

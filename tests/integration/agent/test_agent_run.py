@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 
 from instance_agent.errors import ConfigError
 
@@ -75,7 +76,7 @@ def test_a_successful_script_leaves_everything_in_s3_and_ends_the_token_once(har
     assert seen["mode"] == "fast"
     assert seen["run"] == [harness.run_id, "1"]
     assert seen["data"] == ["labels/labels.csv", "mnist/nested/val.bin", "mnist/train.bin"]
-    assert seen["cwd"] == str(harness.home.resolve() / "work" / harness.run_id / "1" / "code")
+    assert seen["cwd"] == str(harness.home.resolve() / "work" / harness.run_id / "code")
     # Metrics: stdout lines and the output file, the bad line skipped.
     lines = harness.get_text(f"{run}/attempts/1/metrics.jsonl").splitlines()
     assert [json.loads(line) for line in lines] == [
@@ -90,22 +91,32 @@ def test_a_successful_script_leaves_everything_in_s3_and_ends_the_token_once(har
     assert harness.get_text(f"{run}/attempts/1/logs/stderr.log") == "warming up\n"
     assert "hello from the script" in harness.log_messages()
     assert "warming up" in harness.log_messages()
-    # The checkpoint, its checksum, and the manifest naming it.
-    head = harness.s3.head_object(
-        Bucket=harness.bucket, Key=f"{run}/checkpoints/ckpt-000002.pt", ChecksumMode="ENABLED"
-    )
+    # The checkpoint (its own version's key), its checksum, and the manifest listing it.
+    key = f"{run}/checkpoints/v/1-000001/ckpt-000002.pt"
+    head = harness.s3.head_object(Bucket=harness.bucket, Key=key, ChecksumMode="ENABLED")
     assert "ChecksumSHA256" in head
     assert harness.keys(f"{run}/checkpoints/") == [
-        f"{run}/checkpoints/ckpt-000002.pt",
         f"{run}/checkpoints/latest.json",
+        key,
     ]
+    assert harness.s3.get_object(Bucket=harness.bucket, Key=key)["Body"].read() == b"weights-2"
     manifest = harness.get_json(f"{run}/checkpoints/latest.json")
-    assert manifest["key"] == f"{run}/checkpoints/ckpt-000002.pt"
-    assert manifest["path"] == "ckpt-000002.pt"
-    assert manifest["step"] == 2
-    assert manifest["sha256"] == hashlib.sha256(b"weights-2").hexdigest()
-    assert manifest["size"] == len(b"weights-2")
-    assert manifest["attempt"] == 1
+    assert manifest["format"] == 2
+    (entry,) = manifest["checkpoints"]
+    assert {name: entry[name] for name in ("version", "name", "kind", "step", "attempt")} == {
+        "version": "1-000001",
+        "name": "ckpt-000002.pt",
+        "kind": "file",
+        "step": 2,
+        "attempt": 1,
+    }
+    assert entry["files"] == [
+        {
+            "path": "ckpt-000002.pt",
+            "sha256": hashlib.sha256(b"weights-2").hexdigest(),
+            "size": len(b"weights-2"),
+        }
+    ]
     # result.json, and the task output is the same document.
     stored = harness.get_json(f"{run}/attempts/1/result.json")
     assert stored == result.to_dict()
@@ -124,7 +135,12 @@ def test_a_successful_script_leaves_everything_in_s3_and_ends_the_token_once(har
     assert item["latest_metrics"]["M"]["loss"] == {"N": "0.4"}
     assert item["latest_metrics"]["M"]["val_loss"] == {"N": "0.5"}
     assert item["updated_at"]["S"] != "2026-11-23T09:00:00+00:00"
-    assert not (harness.home / "work" / harness.run_id / "1" / "code" / "pwned").exists()
+    # The run item's checkpoint facts: nothing resumed, the newest durable one.
+    facts = TypeDeserializer().deserialize(item["checkpoints"]["M"]["1"])
+    assert facts["resumed_from"] is None
+    assert facts["newest"]["name"] == "ckpt-000002.pt"
+    assert facts["newest"]["version"] == entry["version"]
+    assert not (harness.home / "work" / harness.run_id / "code" / "pwned").exists()
 
 
 def test_a_failing_script_fails_the_task_with_its_stderr_tail(harness):
@@ -228,13 +244,21 @@ def test_a_missing_entry_point_fails_the_agent_with_a_clear_message(harness):
 
 def test_a_run_item_of_another_attempt_is_left_alone(harness):
     harness.put_run_item(status="RUNNING", attempt=2)
+    before = harness.run_item()
 
     result = harness.run(harness.write_config(harness.spec("print('ok')\n")))
 
     assert result.outcome == "succeeded"
     item = harness.run_item()
     assert item["attempt"] == {"N": "2"}
-    assert item["updated_at"]["S"] == "2026-11-23T09:00:00+00:00"
+    # Only this attempt's own checkpoint facts (checkpoints.1), which may be written after the
+    # run moved on; the newer attempt's fields, status and metrics are untouched.
+    assert item["checkpoints"]["M"].keys() == {"1"}
+    assert {
+        name: value for name, value in item.items() if name not in ("checkpoints", "updated_at")
+    } == {
+        name: value for name, value in before.items() if name not in ("checkpoints", "updated_at")
+    }
     assert len(harness.sfn.named("success")) == 1
 
 
@@ -276,10 +300,11 @@ def test_checkpoints_logs_and_metrics_are_synced_while_the_script_runs(harness, 
 
     assert result.outcome == "succeeded", result.stderr_tail
     manifest = harness.get_json(f"runs/{harness.run_id}/checkpoints/latest.json")
-    assert (manifest["path"], manifest["step"]) == ("ckpt-000005.pt", 5)
+    (entry,) = manifest["checkpoints"]
+    assert (entry["name"], entry["step"], entry["version"]) == ("ckpt-000005.pt", 5, "1-000001")
     assert harness.keys(f"runs/{harness.run_id}/checkpoints/") == [
-        f"runs/{harness.run_id}/checkpoints/ckpt-000005.pt",
         f"runs/{harness.run_id}/checkpoints/latest.json",
+        f"runs/{harness.run_id}/checkpoints/v/1-000001/ckpt-000005.pt",
     ]
 
 

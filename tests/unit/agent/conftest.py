@@ -28,7 +28,7 @@ def make_spec() -> Callable[..., Spec]:
 
 @pytest.fixture
 def workdirs(tmp_path: Path) -> WorkDirs:
-    return WorkDirs.create(tmp_path / "home", "run-1", 1)
+    return WorkDirs.create(tmp_path / "home", "run-1")
 
 
 @pytest.fixture

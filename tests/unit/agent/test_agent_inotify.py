@@ -222,11 +222,13 @@ def test_files_written_before_their_new_directory_was_watched_count_as_written(
     clock.now = 2_000
     tracker.update()
     assert not tracker.is_complete("step-5/model.pt")
+    assert tracker.is_unknown("step-5/model.pt")  # the caller's mtime rule decides
     assert tracker.last_event_ns("step-5") == 2_000
     with open(root / "step-5" / "model.pt", "ab") as handle:
         handle.write(b"!")
     tracker.update()
     assert tracker.is_complete("step-5/model.pt")  # the directory is watched now
+    assert not tracker.is_unknown("step-5/model.pt")
 
 
 def test_a_file_saved_while_a_new_directory_is_being_watched_is_not_missed(

@@ -14,7 +14,7 @@ SHARED = sorted(
     for name, function in inspect.getmembers(layout, inspect.isfunction)
     if function.__module__ == layout.__name__ and hasattr(constants, name)
 )
-SAMPLE_ARGUMENTS = {"run_id": "run-20261123-abc", "attempt": 3}
+SAMPLE_ARGUMENTS = {"run_id": "run-20261123-abc", "attempt": 3, "version": "3-000017"}
 
 
 def test_the_interruption_keys_are_among_the_shared_functions():

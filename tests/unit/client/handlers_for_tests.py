@@ -3,7 +3,10 @@
 from types import SimpleNamespace
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from lambdas.errors import RunSpecInvalid
+from lambdas.observability import metrics
 from runctl.local.lambda_bridge import invoke_in_process
 
 
@@ -27,3 +30,10 @@ def local_mode_cause() -> str:
     payload, errored = invoke_in_process(function, {})  # type: ignore[arg-type]
     assert errored
     return payload.decode()
+
+
+@metrics.log_metrics
+def counts_a_metric(event: Any, context: Any) -> Any:
+    """Like LaunchInstance and FinalizeRun: one metric per invocation, flushed by the decorator."""
+    metrics.add_metric(name="Launched-spot", unit=MetricUnit.Count, value=1)
+    return {}

@@ -80,7 +80,7 @@ def test_hf_trainer_saves_a_checkpoint_folder_on_sigterm_and_resumes_after_it(tm
     # Given a Trainer run saving every 10 steps, SIGTERMed once it logged step 12
     hparams = {"steps": FOREVER, "save_every": 10, "log_every": 1}
     code, metrics, stderr = _sigterm_after_step(
-        "train_hf.py", _env(tmp_path, hparams), tmp_path, 12
+        "hf/train.py", _env(tmp_path, hparams), tmp_path, 12
     )
 
     # Then it saved checkpoint-N for the step it stopped at, and exited 143
@@ -95,7 +95,7 @@ def test_hf_trainer_saves_a_checkpoint_folder_on_sigterm_and_resumes_after_it(tm
 
     # When it is run again from that folder, for three more steps
     hparams["steps"] = stopped_at + 3
-    resumed = _resume("train_hf.py", _env(tmp_path, hparams, resume_from=newest))
+    resumed = _resume("hf/train.py", _env(tmp_path, hparams, resume_from=newest))
 
     # Then it trains those three steps only, and saves the model
     assert resumed.returncode == 0, resumed.stderr
@@ -110,7 +110,7 @@ def test_lightning_saves_a_checkpoint_on_sigterm_and_resumes_after_it(tmp_path):
     # Given a Lightning run saving every 10 steps, SIGTERMed once it logged step 12
     hparams = {"steps": FOREVER, "save_every": 10, "log_every": 1}
     code, metrics, stderr = _sigterm_after_step(
-        "train_lightning.py", _env(tmp_path, hparams), tmp_path, 12
+        "lightning/train.py", _env(tmp_path, hparams), tmp_path, 12
     )
 
     # Then OnExceptionCheckpoint saved the step it stopped at, and it exited 143
@@ -121,7 +121,7 @@ def test_lightning_saves_a_checkpoint_on_sigterm_and_resumes_after_it(tmp_path):
 
     # When it is run again from that file, for three more steps
     hparams["steps"] = stopped_at + 3
-    resumed = _resume("train_lightning.py", _env(tmp_path, hparams, resume_from=interrupted))
+    resumed = _resume("lightning/train.py", _env(tmp_path, hparams, resume_from=interrupted))
 
     # Then it trains those three steps only, and saves the model
     assert resumed.returncode == 0, resumed.stderr

@@ -70,6 +70,17 @@ def test_handler_exception_becomes_a_function_error_named_by_its_class():
     assert payload["errorMessage"] == "entry_point: bad"
 
 
+def test_disabled_metrics_never_reach_stdout_however_many_invocations(capsys, monkeypatch):
+    # Given local mode's switch, and more invocations than Powertools' 100-value auto-flush
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    function = _function("tests.unit.client.handlers_for_tests.counts_a_metric")
+    for _ in range(150):
+        patched_invoke(function, "{}", {}, {})
+
+    # Then no EMF JSON was printed on the user's terminal
+    assert "CloudWatchMetrics" not in capsys.readouterr().out
+
+
 def test_handler_result_is_returned_as_json():
     headers: dict[str, str] = {}
     body = patched_invoke(

@@ -54,3 +54,20 @@ def test_spot_notice_is_404_until_injected(imds):
     status, body = _get(imds, "spot/instance-action", token)
     assert status == 200
     assert json.loads(body)["action"] == "terminate"
+
+
+@pytest.mark.parametrize("gone", [BrokenPipeError, ConnectionResetError])
+def test_an_agent_gone_mid_request_prints_no_traceback(imds, capsys, gone):
+    # Given a request whose client went away (its local instance was terminated)
+    try:
+        raise gone()
+    except OSError:
+        imds._server.handle_error(None, ("127.0.0.1", 1))
+
+    # Then nothing reaches the user's terminal; any other error still would
+    assert capsys.readouterr().err == ""
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        imds._server.handle_error(None, ("127.0.0.1", 1))
+    assert "a real bug" in capsys.readouterr().err

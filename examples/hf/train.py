@@ -7,8 +7,8 @@ log_every, batch_size, seed. Trainer writes checkpoint-N folders into the checkp
 end of the step and stop, and the script exits 143. A resumed attempt continues from the folder
 in RUNCTL_RESUME_FROM.
 
-Needs transformers[torch] (Python 3.11 or later), which examples/requirements.txt leaves out to
-keep the other examples light: run it from a folder whose requirements.txt names it.
+Needs transformers[torch] (Python 3.11 or later): examples/hf/requirements.txt names it, and runctl
+installs it on the instance.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ writes a checkpoint every save_every steps and last.ckpt; on SIGTERM Lightning s
 the batch by raising SIGTERMException, OnExceptionCheckpoint saves interrupted.ckpt, and the script
 exits 143. A resumed attempt continues from the file in RUNCTL_RESUME_FROM.
 
-Needs lightning (Python 3.10 or later), which examples/requirements.txt leaves out to keep the
-other examples light: run it from a folder whose requirements.txt names it.
+Needs lightning (Python 3.10 or later): examples/lightning/requirements.txt names it, and runctl
+installs it on the instance.
 """
 
 from __future__ import annotations
