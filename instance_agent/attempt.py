@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import imds
-from .bounds import fit_head
 from .checkpoint_manifest import CheckpointVersion
-from .checkpoints import CheckpointSync, open_tracker, read_manifest
+from .checkpoints import CheckpointSync, checkpoint_facts, open_tracker, read_manifest
 from .clock import utc_now, utc_now_iso
 from .config import REBALANCE_CHECKPOINT, AgentConfig
 from .ending import AttemptEnding
@@ -86,8 +85,6 @@ _PACKAGE_LOGGER = logging.getLogger(__name__.split(".")[0])
 _NOTICE_STEPS_TIMEOUT = 60.0
 _DEFAULT_IMDS = object()
 ENVIRONMENT_LOG = "environment.log"
-# Each line of checkpoint facts on the run item (names are the user's: bounded, as is the item).
-_FACT_BYTES = 300
 
 
 @dataclass(frozen=True)
@@ -319,21 +316,13 @@ class AttemptRunner:
         self.record.set_checkpoints(self._checkpoint_facts())
 
     def _checkpoint_facts(self) -> dict[str, Any]:
-        restored = self.resumption.restored
         checkpoints = self.checkpoints
-        newest = checkpoints.newest if checkpoints is not None else None
-        facts: dict[str, Any] = {
-            "resumed_from": restored.summary() if restored is not None else None,
-            "newest": newest.summary() if newest is not None else None,
-        }
-        if self.resumption.skipped:
-            facts["skipped"] = [fit_head(line, _FACT_BYTES) for line in self.resumption.skipped[:3]]
-        if checkpoints is not None and checkpoints.not_durable:
-            facts["not_durable"] = [
-                {"name": fit_head(item.name, _FACT_BYTES), "seconds": item.seconds}
-                for item in list(checkpoints.not_durable.values())[:3]
-            ]
-        return facts
+        return checkpoint_facts(
+            self.resumption.restored,
+            checkpoints.newest if checkpoints is not None else None,
+            self.resumption.skipped,
+            list(checkpoints.not_durable.values()) if checkpoints is not None else [],
+        )
 
     # Notices: called in the notice thread.
 

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from .bounds import fit_head
 from .checkpoint_manifest import (
     FILE,
     FOLDER,
@@ -65,6 +66,9 @@ SNAPSHOT_FREE_MARGIN_BYTES = 1024**3
 # A checkpoint that changed but has not been durable for this long is warned about, once.
 NOT_DURABLE_WARN_SECONDS = 120.0
 _DELETE_BATCH = 1000
+# The run item's checkpoint facts: at most this many lines of each kind, each this long.
+FACT_LINES = 3
+FACT_LINE_BYTES = 300
 
 Signature = tuple[int, int]  # (size, mtime_ns)
 FileSignatures = dict[str, Signature]  # relative path -> signature, for one checkpoint
@@ -464,6 +468,29 @@ def read_manifest(s3: Any, bucket: str, run_id: str) -> list[CheckpointVersion]:
     if raw is None:
         return []
     return parse_manifest(raw, run_id)
+
+
+def checkpoint_facts(
+    restored: CheckpointVersion | None,
+    newest: CheckpointVersion | None,
+    skipped: list[str],
+    not_durable: list[NotDurable],
+) -> dict[str, Any]:
+    """An attempt's checkpoints.<attempt> entry on the run item. Names and lines are the user's:
+    each is bounded, and so is their number (the item holds the newest 10 attempts' entries
+    within DynamoDB's 400 KB: tests/integration/lambdas/test_runs_table_item_size.py)."""
+    facts: dict[str, Any] = {
+        "resumed_from": restored.summary() if restored is not None else None,
+        "newest": newest.summary() if newest is not None else None,
+    }
+    if skipped:
+        facts["skipped"] = [fit_head(line, FACT_LINE_BYTES) for line in skipped[:FACT_LINES]]
+    if not_durable:
+        facts["not_durable"] = [
+            {"name": fit_head(item.name, FACT_LINE_BYTES), "seconds": item.seconds}
+            for item in not_durable[:FACT_LINES]
+        ]
+    return facts
 
 
 def open_tracker(directory: Path) -> CompletionTracker | None:

@@ -161,6 +161,8 @@ def print_outcome(outcome: RunOutcome, verbose: bool = False) -> None:
             print_failure(outcome.error, outcome.cause, verbose)
         return
     console.print(f"  {escape(finish_line(record))}")
+    for line in attempts_checkpoint_lines(record):
+        console.print(f"  {line}", markup=False)
     if record.final_metrics:
         console.print(f"  final metrics: {escape(_metrics_text(record.final_metrics))}")
     if record.outputs_uri:
@@ -227,6 +229,24 @@ def checkpoint_lines(facts: AttemptCheckpoints | None) -> list[str]:
     if facts.newest:
         lines.append(f"newest checkpoint: {facts.newest}")
     lines += [f"warning: {warning}" for warning in facts.warnings]
+    return lines
+
+
+def attempts_checkpoint_lines(record: RunRecord) -> list[str]:
+    """For a run that was resumed: per attempt, what it resumed from and what its end cost."""
+    facts = attempt_checkpoints(record)
+    if len(record.attempts) < 2 and not any(item.warnings for item in facts.values()):
+        return []
+    lines = []
+    for number in sorted(facts):
+        item = facts[number]
+        said = [f"resumed from {item.resumed_from or 'nothing (started from scratch)'}"]
+        attempt = record.attempts.get(str(number))
+        if item.work_lost_seconds is not None and attempt is not None and attempt.end_reason:
+            lost = format_duration(item.work_lost_seconds)
+            said.append(f"ended {attempt.end_reason.value}, losing {lost} of work")
+        lines.append(f"attempt {number}: " + "; ".join(said))
+        lines += [f"attempt {number}: warning: {warning}" for warning in item.warnings]
     return lines
 
 

@@ -1,8 +1,9 @@
 """Real training libraries under runctl, in local mode: the Hugging Face Trainer and Lightning
-examples (examples/hf, examples/lightning: the library's own checkpointing, the contract's paths
-and runctl_helper's callback, nothing else), each interrupted by a spot warning and then losing
-its instance without one. Each attempt must resume from the newest durable checkpoint (a whole
-checkpoint-N folder for Trainer, a .ckpt file for Lightning) and carry the global step on."""
+examples (examples/libraries: the library's own checkpointing, the contract's paths and
+runctl_helper's callback, nothing else), each losing its instance without warning and then
+interrupted by a spot warning. Each attempt must resume from the newest durable checkpoint (a
+whole checkpoint-N folder for Trainer, a .ckpt file for Lightning) and carry the global step on.
+Both examples share one requirements.txt, so the session builds their environment once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from lambdas.constants import checkpoint_manifest_key
 from lambdas.models.run_record import EndReason, RunStatus
 from runctl.local.faults import Fault
+from runctl.local.instances import LocalInstance
 from runctl.local.session import LocalSession
 from runctl.packaging import package_directory
 from tests.e2e_local.fault_matrix import FaultRun, end_reasons
@@ -28,20 +30,21 @@ GPU_TYPE = "g5.xlarge"
 
 
 class LibraryRun(FaultRun):
-    """An example folder run as the user runs it, with faults; notes what latest.json listed
-    when a given upload began (the newest durable checkpoint at that moment)."""
+    """An example of examples/libraries run as the user runs it, with faults; notes what
+    latest.json listed when the run's first instance was terminated (the newest durable
+    checkpoint when it vanished)."""
 
-    def __init__(self, session: LocalSession, tmp_path: Path, example: str) -> None:
+    def __init__(self, session: LocalSession, tmp_path: Path, script: str) -> None:
         super().__init__(session, tmp_path)
-        self.example = EXAMPLES / example
-        self.durable_when: dict[str, dict[str, Any] | None] = {}
+        self.script = script
+        self.durable_at_first_loss: list[dict[str, Any] | None] = []
 
     def start(self, faults: list[Fault], **hparams: object) -> str:
-        package = package_directory(self.example)
+        package = package_directory(EXAMPLES / "libraries")
         code_uri, _ = self.session.upload_code(package)
         spec = {
             "code": {"s3_uri": code_uri, "sha256": package.sha256},
-            "entry_point": "train.py",
+            "entry_point": self.script,
             "hyperparameters": hparams,
             "instance_types": [GPU_TYPE],
             # Tiny models: one thread each, or the two cores thrash.
@@ -49,17 +52,31 @@ class LibraryRun(FaultRun):
         }
         return self.session.start(spec, faults=faults)
 
-    def run_noting(self, watched: list[str], faults: list[Fault], **hparams: object) -> Any:
-        def note(key: str) -> None:
-            for text in watched:
-                if text in key and text not in self.durable_when:
-                    self.durable_when[text] = self._newest_durable(key.split("/")[1])
+    def run_noting_the_first_loss(self, faults: list[Fault], **hparams: object) -> Any:
+        run_id: list[str] = []
 
-        self.session.emulator.on_upload_started.append(note)
+        def note(instance: LocalInstance) -> None:
+            first = run_id and not self.durable_at_first_loss
+            if first and instance.instance_id in self.session.run_instance_ids(run_id[0]):
+                self.durable_at_first_loss.append(self._newest_durable(run_id[0]))
+
+        self.session.emulator.fleet.on_terminate.append(note)
         try:
-            return self.session.wait(self.start(faults, **hparams), timeout_seconds=420)
+            run_id.append(self.start(faults, **hparams))
+            return self.session.wait(run_id[0], timeout_seconds=420)
         finally:
-            self.session.emulator.on_upload_started.remove(note)
+            self.session.emulator.fleet.on_terminate.remove(note)
+
+    def agent_log(self, run_id: str) -> str:
+        """What the agents said about checkpoints, every attempt: why a fault never fired."""
+        lines = []
+        for attempt in range(1, 4):
+            try:
+                said = self.log_lines(run_id, attempt)
+            except self.session.logs.exceptions.ResourceNotFoundException:
+                break
+            lines += [f"{attempt}: {line}" for line in said if "instance_agent" in line]
+        return "\n".join(lines)
 
     def _newest_durable(self, run_id: str) -> dict[str, Any] | None:
         try:
@@ -83,77 +100,92 @@ def _resumed_from(outcome: Any, attempt: int) -> dict[str, Any]:
     return outcome.record.checkpoints[str(attempt)]["resumed_from"]
 
 
-def test_hugging_face_trainer_resumes_its_checkpoint_folders_after_a_warning_and_a_loss(
+# A fault fires at the Nth upload of a checkpoint that begins, whichever it is: on a loaded
+# machine the agent may skip a save the library replaced at once (save_total_limit, save_top_k).
+# Warnings give 45 s (SIGKILL 20 s before the end): time for the SIGTERM save, as on AWS's 120 s.
+HF_SAVE = "/trainer_state.json"  # one per checkpoint-N folder
+LIGHTNING_SAVE = "-step="  # epoch=E-step=S.ckpt, not last.ckpt
+
+
+def test_hugging_face_trainer_resumes_its_checkpoint_folders_after_a_loss_and_a_warning(
     library_session, tmp_path
 ):
-    # Given the Trainer example, warned while checkpoint-40 uploads, then (on attempt 2) losing
-    # its instance while checkpoint-140 uploads
-    run = LibraryRun(library_session, tmp_path, "hf")
-    outcome = run.run_noting(
-        ["/checkpoint-140/"],
+    # Given the Trainer example losing its instance while its second checkpoint-N folder
+    # uploads, then (on attempt 2) warned while the second one of that attempt uploads
+    run = LibraryRun(library_session, tmp_path, "train_hf.py")
+    outcome = run.run_noting_the_first_loss(
         [
-            Fault("interrupt", 0, when_upload="/checkpoint-40/"),
-            Fault("kill", 0, when_upload="/checkpoint-140/"),
+            Fault("kill", 0, when_upload=HF_SAVE, when_upload_count=2),
+            Fault("interrupt", 0, when_upload=HF_SAVE, when_upload_count=2, notice_seconds=45),
         ],
         steps=200,
         save_every=20,
         log_every=5,
+        step_seconds=0.1,  # a tiny model trains in moments; real steps take longer
     )
 
     record = outcome.record
     assert record.status is RunStatus.SUCCEEDED, record.error
-    assert end_reasons(outcome)[:2] == [EndReason.SPOT_INTERRUPTED, EndReason.INSTANCE_LOST]
-    # Attempt 2: the folder Trainer saved on SIGTERM (runctl_helper's callback), restored whole
+    assert end_reasons(outcome)[:2] == [EndReason.INSTANCE_LOST, EndReason.SPOT_INTERRUPTED], (
+        run.agent_log(outcome.run_id)
+    )
+    # Attempt 2: the newest folder that was durable when the instance vanished, restored whole
     # (Trainer refuses a folder with a file missing), its step read from trainer_state.json
-    handed = run.handoff(outcome.run_id, 1)["checkpoint"]
-    assert handed["kind"] == "folder" and handed["name"] == f"checkpoint-{handed['step']}"
-    assert handed["step"] > 40
-    assert _resumed_from(outcome, 2)["name"] == handed["name"]
+    durable = run.durable_at_first_loss[0]
+    assert durable is not None and durable["kind"] == "folder" and durable["attempt"] == 1
+    assert durable["name"] == f"checkpoint-{durable['step']}"
+    assert _resumed_from(outcome, 2)["name"] == durable["name"]
     second = run.steps(outcome.run_id, 2)
-    assert handed["step"] < second[0] <= handed["step"] + 5  # the global step carried on
-    # Attempt 3: the newest folder that was durable when the instance vanished
-    durable = run.durable_when["/checkpoint-140/"]
-    assert durable is not None and durable["attempt"] == 2
-    assert _resumed_from(outcome, 3)["name"] == durable["name"]
+    assert durable["step"] < second[0] <= durable["step"] + 5  # the global step carried on
+    # Attempt 3: the folder Trainer saved on SIGTERM (runctl_helper's callback), where it stopped
+    handed = run.handoff(outcome.run_id, 2)["checkpoint"]
+    assert handed["kind"] == "folder" and handed["attempt"] == 2
+    assert handed["name"] == f"checkpoint-{handed['step']}" and handed["step"] >= max(second)
+    assert _resumed_from(outcome, 3)["name"] == handed["name"]
     third = run.steps(outcome.run_id, 3)
-    assert durable["step"] < third[0] <= durable["step"] + 5
+    assert handed["step"] < third[0] <= handed["step"] + 5
     assert third[-1] == 200
     run.assert_no_instance_left(outcome.run_id)
 
 
-def test_lightning_resumes_its_checkpoint_files_after_a_warning_and_a_loss(
+def test_lightning_resumes_its_checkpoint_files_after_a_loss_and_a_warning(
     library_session, tmp_path
 ):
     # Given the Lightning example (ModelCheckpoint every 20 steps, OnExceptionCheckpoint for
-    # SIGTERM), warned while its step-40 checkpoint uploads, then losing its instance (on
-    # attempt 2) while its step-140 checkpoint uploads
-    run = LibraryRun(library_session, tmp_path, "lightning")
-    outcome = run.run_noting(
-        ["step=140.ckpt"],
+    # SIGTERM) losing its instance while its second step checkpoint uploads, then (on attempt
+    # 2) warned while the second one of that attempt uploads
+    run = LibraryRun(library_session, tmp_path, "train_lightning.py")
+    outcome = run.run_noting_the_first_loss(
         [
-            Fault("interrupt", 0, when_upload="step=40.ckpt"),
-            Fault("kill", 0, when_upload="step=140.ckpt"),
+            Fault("kill", 0, when_upload=LIGHTNING_SAVE, when_upload_count=2),
+            Fault(
+                "interrupt", 0, when_upload=LIGHTNING_SAVE, when_upload_count=2, notice_seconds=45
+            ),
         ],
         steps=200,
         save_every=20,
         log_every=5,
+        step_seconds=0.1,  # a tiny model trains in moments; real steps take longer
     )
 
     record = outcome.record
     assert record.status is RunStatus.SUCCEEDED, record.error
-    assert end_reasons(outcome)[:2] == [EndReason.SPOT_INTERRUPTED, EndReason.INSTANCE_LOST]
-    # Attempt 2: the file OnExceptionCheckpoint wrote on SIGTERM, its global step read from the
-    # checkpoint itself (the name says none), and Lightning went on from it at the same path
-    handed = run.handoff(outcome.run_id, 1)["checkpoint"]
-    assert handed["name"] == "interrupted.ckpt" and handed["step"] > 40
-    assert _resumed_from(outcome, 2)["name"] == "interrupted.ckpt"
+    assert end_reasons(outcome)[:2] == [EndReason.INSTANCE_LOST, EndReason.SPOT_INTERRUPTED], (
+        run.agent_log(outcome.run_id)
+    )
+    # Attempt 2: the newest checkpoint file durable when the instance vanished, its global step
+    # read from the checkpoint itself when its name has none (last.ckpt)
+    durable = run.durable_at_first_loss[0]
+    assert durable is not None and durable["attempt"] == 1 and durable["step"] is not None
+    assert _resumed_from(outcome, 2)["name"] == durable["name"]
     second = run.steps(outcome.run_id, 2)
-    assert handed["step"] < second[0] <= handed["step"] + 5
-    # Attempt 3: the newest checkpoint file durable when the instance vanished
-    durable = run.durable_when["step=140.ckpt"]
-    assert durable is not None and durable["attempt"] == 2 and durable["step"] is not None
-    assert _resumed_from(outcome, 3)["name"] == durable["name"]
+    assert durable["step"] < second[0] <= durable["step"] + 5
+    # Attempt 3: the file OnExceptionCheckpoint wrote on SIGTERM, at the same path as ever
+    handed = run.handoff(outcome.run_id, 2)["checkpoint"]
+    assert handed["name"] == "interrupted.ckpt" and handed["attempt"] == 2
+    assert handed["step"] >= max(second)
+    assert _resumed_from(outcome, 3)["name"] == "interrupted.ckpt"
     third = run.steps(outcome.run_id, 3)
-    assert durable["step"] < third[0] <= durable["step"] + 5
+    assert handed["step"] < third[0] <= handed["step"] + 5
     assert third[-1] == 200
     run.assert_no_instance_left(outcome.run_id)

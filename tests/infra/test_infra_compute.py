@@ -109,6 +109,7 @@ def test_instance_may_update_only_progress_attributes_of_runs(synthesized):
         "attempt",
         "interrupted_by",
         "setup",  # setup.<attempt>: the environment and GPU phases
+        "checkpoints",  # checkpoints.<attempt>: resumed from, newest durable
     }
 
 
@@ -163,3 +164,17 @@ def test_instance_reads_and_writes_the_environment_cache_but_deletes_nothing(syn
         "s3:AbortMultipartUpload",
     }
     assert json.dumps(cache["Resource"]).endswith('/envs/*"]]}')
+
+
+def test_the_only_objects_the_instance_may_delete_are_checkpoint_versions(synthesized):
+    # Retention (RunSpec checkpoints.keep) deletes older versions; nothing else under runs/ goes
+    statements = synthesized.role_statements(synthesized.stack.compute.instance_role)
+    deleting = [
+        statement
+        for statement in statements
+        if any("Delete" in action for action in synthesized.listed(statement["Action"]))
+    ]
+
+    [statement] = deleting
+    assert statement["Action"] == "s3:DeleteObject"
+    assert json.dumps(statement["Resource"]).endswith('/runs/*/checkpoints/v/*"]]}')

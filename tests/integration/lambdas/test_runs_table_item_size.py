@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from instance_agent.checkpoint_manifest import CheckpointFile, CheckpointVersion
+from instance_agent.checkpoints import FACT_LINES, NotDurable, checkpoint_facts
 from instance_agent.metrics import MetricsRecorder
 from instance_agent.result import SETUP_REPORT_JSON_BYTES
 from instance_agent.result import AgentResult as SentResult
@@ -142,6 +144,25 @@ class LongPrices:
         return HourlyPrice(1 / 3, "static-spot-estimate")
 
 
+def largest_checkpoint_facts() -> dict[str, Any]:
+    """An attempt's checkpoint facts at their longest: the user's names are as long as a file
+    name gets (255 wide characters), every kind of line at its count."""
+    name = "界" * 255
+    version = CheckpointVersion(
+        version=f"{2**31}-{10**6}",
+        name=name,
+        kind="folder",
+        files=(CheckpointFile(name + "/x", "0" * 64, 2**40),),
+        attempt=2**31,
+        saved_at=STAMP,
+        uploaded_at=STAMP,
+        step=2**53,
+    )
+    lines = [f"{name} (version 1-1): " + "界" * 4000] * (FACT_LINES + 5)
+    never = [NotDurable(name + str(index), 1e12) for index in range(FACT_LINES + 5)]
+    return checkpoint_facts(version, version, lines, never)
+
+
 def breakdown(item: dict[str, Any]) -> str:
     sizes = sorted(((len(name) + attribute_size(value), name) for name, value in item.items()))
     return ", ".join(f"{name} {size:,}" for size, name in reversed(sizes))
@@ -160,6 +181,7 @@ def largest_item(aws, runs_table, bucket, tmp_path: Path) -> dict[str, Any]:
         "environment": report_of(SETUP_REPORT_JSON_BYTES),
         "gpu": report_of(SETUP_REPORT_JSON_BYTES),
     }
+    facts = largest_checkpoint_facts()
     attempts = most_attempts()
     for number in range(1, attempts + 1):
         launched = Attempt(
@@ -174,6 +196,7 @@ def largest_item(aws, runs_table, bucket, tmp_path: Path) -> dict[str, Any]:
         assert table.start_attempt(RUN_ID, launched, STAMP)
         agent = AgentRunRecord(aws.dynamodb, runs_table, RUN_ID, number, clock=lambda: STAMP)
         assert agent.set_setup(setup)
+        assert agent.set_checkpoints(facts)
         if number < attempts:
             assert table.advance_attempt(RUN_ID, number, EndReason.ENVIRONMENT_FAILED.value, STAMP)
     # The fields every attempt writes again over the last one's: only the last one's stay.
@@ -212,5 +235,6 @@ def test_the_largest_run_item_stays_under_the_budget(largest_item):
     assert size < BUDGET_BYTES < ITEM_LIMIT_BYTES, f"{size:,} bytes: {breakdown(item)}"
     assert len(item["attempts"]["M"]) == most_attempts()
     assert len(item["setup"]["M"]) == SETUP_ATTEMPTS_KEPT
+    assert len(item["checkpoints"]["M"]) == SETUP_ATTEMPTS_KEPT
     assert item["cost"]["M"]["attempts"]["L"] and item["metrics_summary"]["M"]
     assert item["status"]["S"] == "FAILED"

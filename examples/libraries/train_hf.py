@@ -2,23 +2,31 @@
 
 A two-layer GPT-2 built from a config (nothing is downloaded) learns synthetic token sequences,
 each token the one before plus a stride. Hyperparameters (RUNCTL_HPARAMS): steps, lr, save_every,
-log_every, batch_size, seed. Trainer writes checkpoint-N folders into the checkpoint directory
+log_every, batch_size, seed, step_seconds (the least each step takes, to watch interruptions
+locally). Trainer writes checkpoint-N folders into the checkpoint directory
 (the newest two are kept); after SIGTERM runctl_helper's callback makes it save one more at the
 end of the step and stop, and the script exits 143. A resumed attempt continues from the folder
 in RUNCTL_RESUME_FROM.
 
-Needs transformers[torch] (Python 3.11 or later): examples/hf/requirements.txt names it, and runctl
-installs it on the instance.
+Needs transformers[torch] (Python 3.11 or later): examples/libraries/requirements.txt names it,
+and runctl installs it on the instance.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 import runctl_helper
 import torch
 from torch.utils.data import Dataset
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 VOCAB = 64
 LENGTH = 16
@@ -36,6 +44,17 @@ class StrideSequences(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {"input_ids": self.tokens[index], "labels": self.tokens[index]}
+
+
+class Pace(TrainerCallback):
+    """Each step lasts at least `seconds` (hyperparameter step_seconds): a tiny model trains in
+    moments, too fast to try an interruption by hand, or for the agent to see its saves."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(self.seconds)
 
 
 hp = runctl_helper.hparams()
@@ -60,7 +79,7 @@ trainer = Trainer(
     model=GPT2LMHeadModel(config),
     args=args,
     train_dataset=StrideSequences(1024, seed),
-    callbacks=[runctl_helper.hf_callback()],
+    callbacks=[runctl_helper.hf_callback(), Pace(float(hp.get("step_seconds", 0)))],
 )
 trainer.train(resume_from_checkpoint=runctl_helper.resume_from())
 if runctl_helper.stop_requested():

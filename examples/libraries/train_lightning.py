@@ -1,18 +1,20 @@
 """A Lightning run that honours the runctl script contract through runctl_helper.
 
 A small MLP learns a noisy nonlinear function of synthetic inputs. Hyperparameters
-(RUNCTL_HPARAMS): steps, lr, save_every, log_every, batch_size, hidden, seed. ModelCheckpoint
+(RUNCTL_HPARAMS): steps, lr, save_every, log_every, batch_size, hidden, seed, step_seconds (the
+least each step takes, to watch interruptions locally). ModelCheckpoint
 writes a checkpoint every save_every steps and last.ckpt; on SIGTERM Lightning stops at the end of
 the batch by raising SIGTERMException, OnExceptionCheckpoint saves interrupted.ckpt, and the script
 exits 143. A resumed attempt continues from the file in RUNCTL_RESUME_FROM.
 
-Needs lightning (Python 3.10 or later): examples/lightning/requirements.txt names it, and runctl
+Needs lightning (Python 3.10 or later): examples/libraries/requirements.txt names it, and runctl
 installs it on the instance.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 import lightning.pytorch as pl
 import runctl_helper
@@ -39,6 +41,17 @@ class Regressor(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
+class Pace(pl.Callback):
+    """Each step lasts at least `seconds` (hyperparameter step_seconds): a tiny model trains in
+    moments, too fast to try an interruption by hand, or for the agent to see its saves."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *_args: object) -> None:
+        time.sleep(self.seconds)
+
+
 hp = runctl_helper.hparams()
 pl.seed_everything(int(hp.get("seed", 0)))
 inputs = torch.rand(4096, 2) * 4 - 2
@@ -52,6 +65,7 @@ trainer = pl.Trainer(
     log_every_n_steps=int(hp.get("log_every", 10)),
     callbacks=[
         runctl_helper.lightning_callback(),
+        Pace(float(hp.get("step_seconds", 0))),
         ModelCheckpoint(
             dirpath=checkpoints, every_n_train_steps=int(hp.get("save_every", 10)), save_last=True
         ),
