@@ -219,7 +219,9 @@ class CheckpointSync:
             for name in complete:
                 if self._older_than_kept(changed[name]):
                     superseded.append(name)  # would be rotated out at once: not uploaded
-                elif self._upload(name, changed[name]):
+                # Once the script has exited nothing rewrites a file: no snapshot to copy first
+                # (at an interruption that copy would cost the two minutes' time).
+                elif self._upload(name, changed[name], snapshot_first=not final):
                     done.append(name)
             self._note_not_durable(changed, done + superseded)
             return done
@@ -276,14 +278,14 @@ class CheckpointSync:
 
     # Upload.
 
-    def _upload(self, name: str, files: FileSignatures) -> bool:
+    def _upload(self, name: str, files: FileSignatures, snapshot_first: bool = True) -> bool:
         self._sequence += 1
         version_id = f"{self.attempt}-{self._sequence:06d}"
         prefix = checkpoint_version_prefix(self.run_id, version_id)
         snapshot = self.snapshot_dir / version_id
         sent: list[str] = []
         try:
-            copied = self._snapshot(files, snapshot)
+            copied = snapshot_first and self._snapshot(files, snapshot)
             source = snapshot if copied else self.directory
             entries = []
             for relative in sorted(files):

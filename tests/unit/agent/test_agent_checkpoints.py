@@ -1020,3 +1020,29 @@ def test_the_manifest_step_comes_from_the_checkpoint_itself_not_only_its_name(
     assert sync.sync(final=True) == ["best"]
 
     assert s3.manifest()["checkpoints"][0]["step"] == 75
+
+
+def test_only_a_running_scripts_checkpoints_are_copied_aside_before_their_upload(
+    sync, s3, ckpt_dir, monkeypatch
+):
+    # Given a copy that records what it copies
+    real_copyfile = shutil.copyfile
+    copied: list[str] = []
+
+    def recording_copy(source: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        copied.append(Path(source).name)
+        return real_copyfile(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.shutil, "copyfile", recording_copy)
+
+    # When a checkpoint is synced while the script runs, and another once it has exited
+    _write(ckpt_dir / "ckpt-1.pt", b"one", 1 * S)
+    sync.sync()
+    assert sync.sync() == ["ckpt-1.pt"]
+    _write(ckpt_dir / "ckpt-2.pt", b"two", 2 * S)
+    assert sync.sync(final=True) == ["ckpt-2.pt"]
+
+    # Then only the first was snapshot: after the exit nothing can rewrite a file, and at an
+    # interruption the copy would cost part of the two minutes
+    assert copied == ["ckpt-1.pt"]
+    assert s3.objects[vkey("2-000002", "ckpt-2.pt")] == b"two"
