@@ -180,6 +180,8 @@ class AttemptRunner:
             self.sink.flush()  # the traceback reaches CloudWatch before the instance may go
             self._report(result)
         finally:
+            if self.checkpoints is not None and self.checkpoints.tracker is not None:
+                self.checkpoints.tracker.close()  # its inotify instance, however the attempt ended
             notices.stop()
             heartbeat.stop()
             flusher.stop()
@@ -306,10 +308,6 @@ class AttemptRunner:
         ):
             self._record_checkpoint_facts()
 
-    def _end_checkpoints(self) -> None:
-        if self.checkpoints is not None and self.checkpoints.tracker is not None:
-            self.checkpoints.tracker.close()
-        self._record_checkpoint_facts()
 
     def _record_checkpoint_facts(self) -> None:
         self._facts_written_at = time.monotonic()
@@ -419,7 +417,7 @@ class AttemptRunner:
                     lambda: checkpoints.sync(final=True, killed=killed),
                 )
             )
-            steps.append(("recording the checkpoints", self._end_checkpoints))
+            steps.append(("recording the checkpoints", self._record_checkpoint_facts))
         steps.append(("uploading logs and metrics", self._upload_copies))
         return self._interrupted_result(notice, problems + _run_each(steps))
 
@@ -496,7 +494,7 @@ class AttemptRunner:
         killed = self.returncode == -signal.SIGKILL
         steps: list[tuple[str, Callable[[], object]]] = [
             ("the final checkpoint sync", lambda: checkpoints.sync(final=True, killed=killed)),
-            ("recording the checkpoints", self._end_checkpoints),
+            ("recording the checkpoints", self._record_checkpoint_facts),
             (
                 "uploading outputs",
                 lambda: upload_outputs(self.clients.s3, dirs.output, config.bucket, config.run_id),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
@@ -334,7 +334,11 @@ def details_view(details: RunDetails) -> Group:
         rows.append(("error", escape(record.error)))
     for name, value in rows:
         overview.add_row(name, value)
-    return Group(overview, Text(""), _attempts_table(details), Text(""), _metrics_table(details))
+    checkpoints = _checkpoints_table(details)
+    parts: list[RenderableType] = [overview, Text(""), _attempts_table(details), Text("")]
+    if checkpoints is not None:
+        parts += [checkpoints, Text("")]
+    return Group(*parts, _metrics_table(details))
 
 
 def _git_text(source: dict[str, Any] | None) -> str:
@@ -351,9 +355,8 @@ def _git_text(source: dict[str, Any] | None) -> str:
 def _attempts_table(details: RunDetails) -> Table:
     table = Table(title="attempts", title_justify="left", box=None, header_style="bold")
     columns = ("#", "INSTANCE", "MARKET", "ZONE", "STARTED", "ENVIRONMENT", "RAN", "ENDED BECAUSE")
-    for column in (*columns, "CHECKPOINTS", "COST"):
+    for column in (*columns, "COST"):
         table.add_column(column)
-    checkpoints = attempt_checkpoints(details.record)
     costs = {item.number: item for item in (details.cost.attempts if details.cost else [])}
     attempts: list[Attempt] = sorted(details.record.attempts.values(), key=lambda a: a.number)
     setup = details.record.setup
@@ -375,23 +378,31 @@ def _attempts_table(details: RunDetails) -> Table:
             escape(describe_environment(setup.get(str(attempt.number), {}).get("environment"))),
             format_duration(cost.seconds) if cost is not None else "-",
             reason,
-            escape(_checkpoints_cell(checkpoints.get(attempt.number))),
             escape(cost_text),
         )
     return table
 
 
-def _checkpoints_cell(facts: AttemptCheckpoints | None) -> str:
-    """'from checkpoint-50 (step 50, attempt 1)', 'newest ...', 'lost 2m 10s', one per line."""
-    if facts is None:
-        return "-"
-    lines = [f"from {facts.resumed_from}" if facts.resumed_from else "from scratch"]
-    if facts.newest:
-        lines.append(f"newest {facts.newest}")
-    if facts.work_lost_seconds is not None:
-        lines.append(f"lost {format_duration(facts.work_lost_seconds)}")
-    lines += [f"! {warning}" for warning in facts.warnings]
-    return "\n".join(lines)
+def _checkpoints_table(details: RunDetails) -> Table | None:
+    """Per attempt: the checkpoint it resumed from, the newest durable one, the work its end
+    cost, and any warning (names are the user's: escaped)."""
+    facts = attempt_checkpoints(details.record)
+    if not facts:
+        return None
+    table = Table(title="checkpoints", title_justify="left", box=None, header_style="bold")
+    for column in ("#", "RESUMED FROM", "NEWEST DURABLE", "WORK LOST"):
+        table.add_column(column)
+    for number in sorted(facts):
+        item = facts[number]
+        table.add_row(
+            str(number),
+            escape(item.resumed_from or "nothing (from scratch)"),
+            escape(item.newest or "-"),
+            format_duration(item.work_lost_seconds),
+        )
+        for warning in item.warnings:
+            table.add_row("", f"[yellow]{escape('warning: ' + warning)}[/]", "", "")
+    return table
 
 
 def _market_cell(attempt: Attempt) -> str:

@@ -21,7 +21,7 @@ from moto.core.config import default_user_config
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.s3.models import S3Backend
 from moto.server import ThreadedMotoServer
-from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 from werkzeug.serving import BaseWSGIServer
 
@@ -40,6 +40,7 @@ REGION = "us-east-1"
 _ORIGINAL_CREATE_MULTIPART = S3Backend.create_multipart_upload
 _ORIGINAL_PUT_OBJECT = S3Backend.put_object
 _ORIGINAL_COMPLETE_MULTIPART = S3Backend.complete_multipart_upload
+_ORIGINAL_TARGET_INSTANCES = Command._get_instance_ids_from_targets
 # moto completes a multipart upload with a put_object of its own: not an upload that begins.
 _completing = threading.local()
 
@@ -102,6 +103,7 @@ class Emulator:
             (S3Backend, "create_multipart_upload", self._multipart_started),
             (S3Backend, "put_object", self._put_started),
             (S3Backend, "complete_multipart_upload", _complete_multipart),
+            (Command, "_get_instance_ids_from_targets", _targeted_instances),
             (BaseWSGIServer, "handle_error", quiet_client_disconnects),
             *SFN_INTEGRATION_PATCHES,
             *waits.PATCHES,
@@ -166,6 +168,16 @@ def quiet_client_disconnects(server: BaseWSGIServer, request: Any, client_addres
     if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
         return
     _ORIGINAL_HANDLE_ERROR(server, request, client_address)
+
+
+def _targeted_instances(command: Command) -> list[str]:
+    """moto 5.2.5 resolves a command with no Targets as a filter with no conditions: every
+    instance in the region. So a SendCommand with InstanceIds=[one] ran on every live local
+    instance (another run's agent started on it, two agents in one run's directories)."""
+    if not command.targets:
+        return []
+    result: list[str] = _ORIGINAL_TARGET_INSTANCES(command)
+    return result
 
 
 def _complete_multipart(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:

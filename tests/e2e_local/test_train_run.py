@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from lambdas.constants import attempt_prefix, checkpoints_prefix, outputs_prefix
+from lambdas.constants import (
+    attempt_prefix,
+    checkpoint_manifest_key,
+    checkpoint_version_prefix,
+    outputs_prefix,
+)
 from lambdas.models.run_record import EndReason, RunStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_train_run")]
@@ -40,9 +45,10 @@ def test_successful_run_uploads_outputs_and_metrics_and_terminates_the_instance(
     assert record.outputs_uri == f"s3://{bucket}/{outputs_prefix(outcome.run_id)}"
     # And outputs, checkpoint and metrics are in S3
     assert runner.s3_text(outputs_prefix(outcome.run_id) + "model.txt") == "trained"
-    assert runner.s3_text(checkpoints_prefix(outcome.run_id) + "model-3.ckpt") == (
-        "weights-at-step-3"
-    )
+    newest = json.loads(runner.s3_text(checkpoint_manifest_key(outcome.run_id)))["checkpoints"][0]
+    assert (newest["name"], newest["step"]) == ("model-3.ckpt", 3)
+    key = checkpoint_version_prefix(outcome.run_id, newest["version"]) + "model-3.ckpt"
+    assert runner.s3_text(key) == "weights-at-step-3"
     metric_lines = runner.s3_text(attempt_prefix(outcome.run_id, 1) + "metrics.jsonl").splitlines()
     assert [json.loads(line)["step"] for line in metric_lines] == [1, 2, 3]
     # And the record says what the attempt cost and summarises the metrics

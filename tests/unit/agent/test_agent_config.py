@@ -122,3 +122,14 @@ def test_given_the_runspecs_interruption_policy_then_the_agent_keeps_what_it_act
 def test_given_a_bad_interruption_policy_then_the_config_is_refused(value, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(_with("spec.interruptions", value))
+
+
+def test_the_checkpoints_kept_come_from_the_runspec_or_default_to_three():
+    assert parse_config(VALID).spec.checkpoints_keep == 3
+    assert parse_config(_with("spec.checkpoints", {"keep": 5})).spec.checkpoints_keep == 5
+
+
+@pytest.mark.parametrize("value", [{"keep": 0}, {"keep": True}, {"keep": "3"}, [3]])
+def test_a_bad_checkpoints_policy_is_refused(value):
+    with pytest.raises(ConfigError, match=r"spec\.checkpoints"):
+        parse_config(_with("spec.checkpoints", value))

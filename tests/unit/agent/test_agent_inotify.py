@@ -3,7 +3,6 @@ mark_before_kill a close (the kernel's, for a killed script) or a rename is not 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import logging
@@ -285,15 +284,10 @@ def test_a_directory_renamed_within_the_tree_keeps_being_watched(
         assert not tracker.is_complete("b/inner/f.pt")
 
 
-def watched_directories() -> int:
-    """How many directories this process's inotify instances watch, as the kernel counts them."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
-                info = Path(f"/proc/self/fdinfo/{fd}").read_text()
-                count += info.count("inotify wd:")
-    return count
+def watched_directories(watch: TreeWatch) -> int:
+    """How many directories this watch's inotify instance watches, as the kernel counts them
+    (other tests' instances in this process are not counted)."""
+    return Path(f"/proc/self/fdinfo/{watch._fd}").read_text().count("inotify wd:")
 
 
 def test_a_directory_renamed_out_of_the_tree_is_no_longer_watched(
@@ -301,12 +295,12 @@ def test_a_directory_renamed_out_of_the_tree_is_no_longer_watched(
 ) -> None:
     (root / "a").mkdir()
     watch.read()
-    assert watched_directories() == 2
+    assert watched_directories(watch) == 2
     # Renamed within the tree and then out of it before the watch read either rename.
     os.rename(root / "a", root / "b")
     os.rename(root / "b", tmp_path / "elsewhere")
     assert watch.read() == [Event("a", "removed_tree"), Event("b", "removed_tree")]
-    assert watched_directories() == 1
+    assert watched_directories(watch) == 1
     (tmp_path / "elsewhere" / "f.pt").write_bytes(b"outside")
     assert watch.read() == []
 

@@ -68,6 +68,7 @@ def test_given_full_spec_when_validated_then_every_field_is_kept():
             "signal_checkpoint": True,
         },
         "retries": {"max_retries": 2, "on_exit_codes": [137, 139]},
+        "checkpoints": {"keep": 5},
         "experiment": "resnet-sweep_1",
         "source": {"git_commit": "0123456789abcdef", "git_dirty": True},
     }
@@ -84,6 +85,8 @@ def test_given_full_spec_when_validated_then_every_field_is_kept():
         ({"code": {"s3_uri": "s3://Upper_Case/code.tar.gz"}}, "code.s3_uri", "s3://"),
         ({"code": {"s3_uri": "s3://bucket/code.zip"}}, "code.s3_uri", ".tar.gz"),
         ({"code": {"s3_uri": "s3://bucket/c.tar.gz", "sha256": "xyz"}}, "code.sha256", "pattern"),
+        ({"checkpoints": {"keep": 0}}, "checkpoints.keep", "greater than or equal to 1"),
+        ({"checkpoints": {"keep": 21}}, "checkpoints.keep", "less than or equal to 20"),
         ({"entry_point": "/etc/passwd"}, "entry_point", "relative path"),
         ({"entry_point": "../outside.py"}, "entry_point", "'..'"),
         ({"entry_point": "src/../../outside.py"}, "entry_point", "'..'"),
