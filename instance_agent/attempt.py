@@ -308,7 +308,6 @@ class AttemptRunner:
         ):
             self._record_checkpoint_facts()
 
-
     def _record_checkpoint_facts(self) -> None:
         self._facts_written_at = time.monotonic()
         self.record.set_checkpoints(self._checkpoint_facts())
