@@ -22,7 +22,6 @@ next pass; one that vanished (a library's own rotation) is skipped quietly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -44,7 +43,7 @@ from .checkpoint_manifest import (
 )
 from .checkpoint_steps import HF_TRAINER_STATE, checkpoint_step
 from .clock import utc_now_iso
-from .files import walk_files
+from .files import sha256_of, walk_files
 from .inotify import CompletionTracker, open_watch
 from .layout import checkpoint_manifest_key, checkpoint_version_prefix
 from .s3io import get_json, put_json, upload_file
@@ -453,14 +452,10 @@ def _newest_mtime(files: FileSignatures) -> int:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-                digest.update(chunk)
+        return sha256_of(path)
     except FileNotFoundError as error:
         raise CheckpointChanged(f"lost {path.name}") from error
-    return digest.hexdigest()
 
 
 def read_manifest(s3: Any, bucket: str, run_id: str) -> list[CheckpointVersion]:
