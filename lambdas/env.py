@@ -33,11 +33,19 @@ class LambdaEnv(BaseModel):
     )
     INSTANCE_READY_TIMEOUT_SECONDS: int = 600
     BOOTSTRAP_TIMEOUT_SECONDS: int = 900
+    # Container runs (issue #12): the stack's image repository and the CodeBuild project that
+    # builds into it; the repositories (ARNs) the instance role may pull from besides it.
+    IMAGE_REPOSITORY_NAME: str = ""
+    IMAGE_REPOSITORY_URI: str = ""
+    BUILD_PROJECT_NAME: str = ""
+    PULL_REPOSITORIES: tuple[str, ...] = Field(
+        default=(), description="ECR repository ARNs the instance role may pull from"
+    )
     REAPER_GRACE_SECONDS: int = Field(
         default=600, description="the reaper leaves younger instances alone: not yet recorded"
     )
 
-    @field_validator("DEFAULT_INSTANCE_TYPES", "SUBNET_IDS", mode="before")
+    @field_validator("DEFAULT_INSTANCE_TYPES", "SUBNET_IDS", "PULL_REPOSITORIES", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

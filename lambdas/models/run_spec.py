@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal, TypeVar
@@ -25,6 +27,18 @@ HPARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 IMAGE_PATTERN = r"^(al2023|dlami-pytorch|ami-[0-9a-f]{8,17})$"
+# A container image reference as Docker reads it: [registry[:port]/]path[:tag][@sha256:digest],
+# lower-case path components (Docker's reference grammar, without its rarely used forms).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+CONTAINER_IMAGE_PATTERN = (
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+BUILD_ARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+MAX_BUILD_ARGS = 64
+MAX_BUILD_ARGS_JSON_BYTES = 8 * 1024
+# Images are built for the platform of the CodeBuild project (x86_64; arm64 is not built yet).
+BUILD_PLATFORM = "linux/amd64"
 # One arg, environment value or string hyperparameter, in characters: no more than its field's
 # total (MAX_*_JSON_BYTES below) anyway.
 MAX_ARG_BYTES = 16 * 1024
@@ -112,6 +126,72 @@ class CodeSource(BaseModel):
         if not value.endswith((".tar.gz", ".tgz")):
             raise ValueError("must point at a .tar.gz archive")
         return value
+
+
+class BuildContext(BaseModel):
+    """A Docker build context: a .tar.gz in S3 under contexts/, content-addressed by the client
+    (`.dockerignore` honoured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3_uri: S3Uri = Field(description="s3://bucket/contexts/<sha256>.tar.gz")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="checksum of the archive")
+
+
+class ContainerBuild(BaseModel):
+    """An image built in the account (CodeBuild) from a Dockerfile in a build context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: BuildContext
+    dockerfile: RelativePath = Field(
+        default="Dockerfile", description="the Dockerfile's path inside the context"
+    )
+    args: dict[Annotated[str, Field(pattern=BUILD_ARG_NAME_PATTERN)], SafeStr] = Field(
+        default_factory=dict,
+        max_length=MAX_BUILD_ARGS,
+        description=f"--build-arg values; at most {MAX_BUILD_ARGS_JSON_BYTES:,} bytes as JSON",
+    )
+
+    @field_validator("args")
+    @classmethod
+    def _args_within(cls, value: dict[str, str]) -> dict[str, str]:
+        return _within(value, MAX_BUILD_ARGS_JSON_BYTES)
+
+    @property
+    def tag(self) -> str:
+        """The image's tag: a hash of everything the build reads (context, Dockerfile path,
+        build args, platform), so the same inputs are never built twice."""
+        inputs = {
+            "context": self.context.sha256,
+            "dockerfile": self.dockerfile,
+            "args": dict(sorted(self.args.items())),
+            "platform": BUILD_PLATFORM,
+        }
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+class Container(BaseModel):
+    """Run the script inside a container image: one given, or one built from a Dockerfile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=CONTAINER_IMAGE_PATTERN,
+        description="an image URI (ECR or public), e.g. 123456789012.dkr.ecr.us-east-1."
+        "amazonaws.com/train:v3 or pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+    )
+    build: ContainerBuild | None = Field(
+        default=None, description="build the image in the account from a Dockerfile"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Container:
+        if (self.image is None) == (self.build is None):
+            raise ValueError("give exactly one of image and build")
+        return self
 
 
 class DataSource(BaseModel):
@@ -284,6 +364,11 @@ class RunSpec(BaseModel):
     )
     volume_gb: int = Field(default=100, ge=8, le=16384, description="root volume size")
     data: list[DataSource] = Field(default_factory=list, max_length=50)
+    container: Container | None = Field(
+        default=None,
+        description="run the script in this container image (argv, RUNCTL_* variables and "
+        "directories as outside it); the image's packages, not requirements.txt",
+    )
     limits: Limits = Field(default_factory=Limits)
     interruptions: InterruptionPolicy = Field(default_factory=InterruptionPolicy)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
