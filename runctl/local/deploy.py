@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.codebuild.models import codebuild_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ssm.models import Parameter, ssm_backends
 
@@ -68,6 +69,18 @@ class LocalStack:
     sweep_state_machine_arn: str = ""
     # The queue the pipelines' marker rules send to (empty without pipelines).
     pipeline_events_queue_url: str = ""
+    # Container images (issue #12): the ECR repository builds go to, and the CodeBuild project
+    # whose builds run `docker build` on this machine (runctl/local/image_builds.py).
+    image_repository: str = ""
+    image_repository_uri: str = ""
+    build_project: str = ""
+
+
+@dataclass(frozen=True)
+class ImageBuildResources:
+    repository: str
+    repository_uri: str
+    project: str
 
 
 def substitute(definition: str, substitutions: dict[str, str]) -> str:
@@ -121,6 +134,7 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
     role_arn = iam.create_role(
         RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )["Role"]["Arn"]
+    images = create_image_build(session.client("ecr"), name, role_arn, log_group)
 
     environment = {
         "RUNS_TABLE_NAME": table,
@@ -132,6 +146,9 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
         "SUBNET_IDS": "",
         "INSTANCE_READY_TIMEOUT_SECONDS": str(settings.instance_ready_timeout_seconds),
         "BOOTSTRAP_TIMEOUT_SECONDS": str(settings.bootstrap_timeout_seconds),
+        "IMAGE_REPOSITORY_NAME": images.repository,
+        "IMAGE_REPOSITORY_URI": images.repository_uri,
+        "BUILD_PROJECT_NAME": images.project,
         "POWERTOOLS_SERVICE_NAME": "runctl",
     }
     # The code is never run from this zip: the bridge imports the handler by name.
@@ -189,7 +206,53 @@ def deploy(settings: LocalSettings, name: str = "runctl-local") -> LocalStack:
         function_arns,
         sweep_state_machine_arn,
         pipeline_events_queue_url=pipeline_events_queue_url,
+        image_repository=images.repository,
+        image_repository_uri=images.repository_uri,
+        build_project=images.project,
     )
+
+
+def create_image_build(ecr: Any, name: str, role_arn: str, log_group: str) -> ImageBuildResources:
+    """The stack's image repository (immutable tags, scanned on push) and image-build project
+    (no source: the context comes from S3 per build; logs go to the runs' log group)."""
+    repository = ecr.create_repository(
+        repositoryName=f"{name}-images",
+        imageTagMutability="IMMUTABLE",
+        imageScanningConfiguration={"scanOnPush": True},
+        encryptionConfiguration={"encryptionType": "AES256"},
+    )["repository"]
+    uri = repository["repositoryUri"]
+    project = f"{name}-image-build"
+    # moto 5.2.5's CreateProject demands a source location even for NO_SOURCE (AWS refuses
+    # one there), so the project goes into its backend directly.
+    codebuild_backends[DEFAULT_ACCOUNT_ID][REGION].create_project(
+        project_name=project,
+        description="Builds run images (local mode: docker build on this machine)",
+        project_source={
+            "type": "NO_SOURCE",
+            "buildspec": "local mode: runctl/local/docker_build.py does this buildspec's work",
+        },
+        artifacts={"type": "NO_ARTIFACTS"},
+        environment={
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+            "privilegedMode": True,
+            "environmentVariables": [
+                {"name": "RUNCTL_REGISTRY", "value": uri.split("/", 1)[0], "type": "PLAINTEXT"},
+                {"name": "RUNCTL_REPOSITORY_URI", "value": uri, "type": "PLAINTEXT"},
+            ],
+        },
+        service_role=role_arn,
+        tags=None,
+        cache=None,
+        timeout=60,
+        queued_timeout=60,
+        source_version=None,
+        logs_config={"cloudWatchLogs": {"status": "ENABLED", "groupName": log_group}},
+        vpc_config=None,
+    )
+    return ImageBuildResources(repository["repositoryName"], uri, project)
 
 
 def publish_image_parameters(ssm: Any) -> None:

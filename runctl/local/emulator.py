@@ -32,6 +32,7 @@ from runctl.local.capacity import CapacityFaults
 from runctl.local.ec2_bridge import Ec2Bridge
 from runctl.local.iam.enforcer import Enforcer
 from runctl.local.iam.local import enforce_iam
+from runctl.local.image_builds import ImageBuilds
 from runctl.local.instances import LocalFleet, instance_base_env
 from runctl.local.sfn_integration import PATCHES as SFN_INTEGRATION_PATCHES
 from runctl.local.ssm_bridge import SsmBridge
@@ -60,6 +61,7 @@ class Emulator:
         self.on_upload_started: list[Callable[[str], None]] = []
         # Instance types and markets EC2 refuses, answered over HTTP (runctl/local/capacity.py).
         self.capacity = CapacityFaults()
+        self.image_builds: ImageBuilds  # once started (it needs the server's endpoint)
         self._stack = ExitStack()
 
     def __enter__(self) -> Emulator:
@@ -92,6 +94,8 @@ class Emulator:
             mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True})
         )
         self.fleet.base_env = instance_base_env(self.endpoint, REGION, self.root)
+        # CodeBuild's StartBuild runs `docker build` here (runctl/local/image_builds.py).
+        self.image_builds = ImageBuilds(self.endpoint, REGION)
         ec2 = Ec2Bridge(self.fleet)
         ssm = SsmBridge(self.fleet)
         for target, name, replacement in (
@@ -108,6 +112,7 @@ class Emulator:
             *SFN_INTEGRATION_PATCHES,
             *waits.PATCHES,
             *ec2_tags.PATCHES,
+            *self.image_builds.patches,
         ):
             # create=True: moto 5.2.5 has no DescribeInstanceInformation at all.
             stack.enter_context(
@@ -125,6 +130,8 @@ class Emulator:
         reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback server
         stack.callback(self.fleet.shutdown)
+        # Before the server stops: a running build still writes its log through it.
+        stack.callback(self.image_builds.shutdown)
         # Clients and settings cached by an earlier emulator point at its (closed) port.
         for cached in (aws_client, lambda_env):
             cached.cache_clear()
@@ -134,7 +141,12 @@ class Emulator:
     def enforce_iam(self) -> Enforcer:
         """From now on, the Lambdas and the instances are held to their roles' policies (call
         after the local deploy; see runctl/local/iam/)."""
-        return enforce_iam(self._stack, REGION, self.fleet.base_env)
+        enforcer = enforce_iam(self._stack, REGION, self.fleet.base_env)
+        # An image build's calls are its project's role's, as in CodeBuild.
+        self.image_builds.access_key = (
+            enforcer.policies.codebuild_key or self.image_builds.access_key
+        )
+        return enforcer
 
     def _put_started(self, backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
         if not getattr(_completing, "active", False):

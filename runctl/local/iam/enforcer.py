@@ -72,7 +72,17 @@ MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
     ]
 }
 _SERVICE_PREFIX = {"stepfunctions": "states", "awslambda": "lambda", "lambda": "lambda"}
-_JSON_SERVICES = {"dynamodb", "states", "ssm", "logs", "lambda", "events", "sqs"}
+_JSON_SERVICES = {
+    "dynamodb",
+    "states",
+    "ssm",
+    "logs",
+    "lambda",
+    "events",
+    "sqs",
+    "ecr",
+    "codebuild",
+}
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
@@ -91,6 +101,9 @@ class PolicySet:
     instance_key: str
     unenforced_functions: list[str] = field(default_factory=list)
     unresolved: set[str] = field(default_factory=set)
+    # The image-build project's role (its builds' calls: runctl/local/image_builds.py); empty
+    # when the stack has no role CodeBuild may assume.
+    codebuild_key: str = ""
 
 
 def access_key_for(role: str) -> str:
@@ -228,7 +241,22 @@ def build_policy_set(
     if len(instance_roles) != 1:
         raise PolicyError(f"expected one role EC2 may assume, found {instance_roles}")
     instance_key = principal(instance_roles[0], "i-local")
-    return PolicySet(principals, function_keys, instance_key, unenforced, set(names.unresolved))
+    build_roles = [
+        logical_id
+        for logical_id, body in resources.items()
+        if body["Type"] == "AWS::IAM::Role" and _trusts(body, "codebuild.amazonaws.com")
+    ]
+    if len(build_roles) > 1:
+        raise PolicyError(f"expected at most one role CodeBuild may assume, found {build_roles}")
+    codebuild_key = principal(build_roles[0], "local-build") if build_roles else ""
+    return PolicySet(
+        principals,
+        function_keys,
+        instance_key,
+        unenforced,
+        set(names.unresolved),
+        codebuild_key=codebuild_key,
+    )
 
 
 # --- who is calling ------------------------------------------------------------------------------

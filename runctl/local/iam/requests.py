@@ -411,6 +411,55 @@ def _logs(call: Call, lookup: Lookup) -> list[Request] | None:
     return None
 
 
+# --- ECR and CodeBuild (container images, issue #12) ----------------------------------------
+
+# ECR actions authorized on no resource; every other one on the repository it names.
+_ECR_NO_RESOURCE = {"GetAuthorizationToken", "DescribeRegistry", "GetRegistryPolicy"}
+
+
+def _ecr_repository_arn(call: Call, name: str, registry: str = "") -> str:
+    return f"arn:aws:ecr:{call.region}:{registry or call.account}:repository/{name}"
+
+
+def _ecr(call: Call, lookup: Lookup) -> list[Request] | None:
+    params, action = call.params, f"ecr:{call.operation}"
+    if call.operation in _ECR_NO_RESOURCE:
+        return [Request(action, "*")]
+    registry = str(params.get("registryId") or "")
+    if call.operation == "DescribeRepositories":
+        names = params.get("repositoryNames") or ["*"]
+        return [Request(action, _ecr_repository_arn(call, str(n), registry)) for n in names]
+    if params.get("repositoryName"):
+        return [Request(action, _ecr_repository_arn(call, str(params["repositoryName"]), registry))]
+    return None
+
+
+def _codebuild_project_arn(call: Call, project: str) -> str:
+    """A project's ARN from its name, its ARN, or a build's id (<project>:<uuid>) or ARN."""
+    if project.startswith("arn:"):
+        project = project.split(":build/", 1)[-1].split(":project/", 1)[-1]
+    return f"arn:aws:codebuild:{call.region}:{call.account}:project/{project.split(':', 1)[0]}"
+
+
+def _codebuild(call: Call, lookup: Lookup) -> list[Request] | None:
+    params, operation = call.params, call.operation
+    action = f"codebuild:{operation}"
+    if operation in {"ListBuilds", "ListProjects", "ListCuratedEnvironmentImages"}:
+        return [Request(action, "*")]
+    if operation in {"BatchGetBuilds", "BatchGetProjects"}:
+        items = params.get("ids") or params.get("names") or []
+        arns = dict.fromkeys(_codebuild_project_arn(call, str(item)) for item in items)
+        return [Request(action, arn) for arn in arns]
+    if operation in {"StopBuild", "RetryBuild", "BatchDeleteBuilds"}:
+        ids = params.get("ids") or [params.get("id", "")]
+        arns = dict.fromkeys(_codebuild_project_arn(call, str(item)) for item in ids)
+        return [Request(action, arn) for arn in arns]
+    project = params.get("projectName") or params.get("name")
+    if project:
+        return [Request(action, _codebuild_project_arn(call, str(project)))]
+    return None
+
+
 # --- S3 --------------------------------------------------------------------------------------
 
 _S3_OBJECT_SUBRESOURCES = {
@@ -521,6 +570,8 @@ _BY_SERVICE: dict[str, Iterable[Callable[[Call, Lookup], list[Request] | None]]]
     "logs": (_no_resource, _logs),
     "s3": (_s3,),
     "sts": (_sts,),
+    "ecr": (_ecr,),
+    "codebuild": (_codebuild,),
 }
 
 

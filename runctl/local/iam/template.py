@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 # Everything app.py's synthesis reads: the stack code and the lambdas modules it imports.
 SOURCE_GLOBS = (
     "app.py",
@@ -42,6 +42,8 @@ _KEPT_TYPES = {
     "AWS::DynamoDB::Table",
     "AWS::Logs::LogGroup",
     "AWS::EC2::LaunchTemplate",
+    "AWS::ECR::Repository",
+    "AWS::CodeBuild::Project",
 }
 
 _SYNTH = """
@@ -182,10 +184,15 @@ class LocalNames:
             "AWS::S3::Bucket": f"arn:aws:s3:::{value}",
             "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{region}:{account}:table/{value}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{region}:{account}:log-group:{value}:*",
+            "AWS::ECR::Repository": f"arn:aws:ecr:{region}:{account}:repository/{value}",
+            "AWS::CodeBuild::Project": f"arn:aws:codebuild:{region}:{account}:project/{value}",
         }
         self.refs[logical_id] = value
         if arn or kind in derived:
             self.attributes[(logical_id, "Arn")] = arn or derived[kind]
+        if kind == "AWS::ECR::Repository":
+            uri = f"{account}.dkr.ecr.{region}.amazonaws.com/{value}"
+            self.attributes.setdefault((logical_id, "RepositoryUri"), uri)
         if kind == "AWS::StepFunctions::StateMachine":
             self.attributes[(logical_id, "Name")] = value.rsplit(":", 1)[-1]
 
