@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast lint synth deploy destroy bench schema clean
+.PHONY: demo test test-fast container-engine lint synth deploy destroy bench schema clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,15 @@ demo: $(STAMP)
 	$(VENV)/bin/runctl local run examples/train_tiny.py --hp lr=0.05 --hp steps=200 --experiment demo --interrupt-after 15
 
 ## Every test: unit, integration (moto), infra (CDK synth, cdk-nag, cfn-lint), e2e in local mode.
-test: $(STAMP)
+test: $(STAMP) container-engine
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
+## The Docker engine and base image the container tests use (idempotent; installs as root).
+container-engine:
+	scripts/container_engine.sh
+
 ## Unit and integration tests only (seconds).
-test-fast: $(STAMP)
+test-fast: $(STAMP) container-engine
 	$(PY) -m pytest -q tests/unit tests/integration
 
 lint: $(STAMP)

@@ -70,6 +70,20 @@ class ImageSettings:
     nvidia_gpus: int = 0  # check the driver with nvidia-smi before the script starts
 
 
+PULL_ALWAYS = "always"
+PULL_IF_MISSING = "if-missing"
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """The image the script runs in (issue #12); absent when it runs on the instance itself."""
+
+    image: str  # a URI docker pulls: ECR, public, or (local mode) a locally built tag
+    pull: str = PULL_ALWAYS  # PULL_ALWAYS | PULL_IF_MISSING (a present image is used as it is)
+    ecr_registry: str | None = None  # <account>.dkr.ecr.<region>.amazonaws.com: log in first
+    interpreter: str = "python3"  # inside the image
+
+
 # Local mode only: the image interpreter path -> the local Python that stands in for it
 # (runctl/local/images.py). On AWS the variable is unset and paths are used as they are.
 LOCAL_INTERPRETERS_ENV = "RUNCTL_LOCAL_INTERPRETERS"
@@ -87,6 +101,7 @@ class AgentConfig:
     heartbeat_seconds: int
     spec: Spec
     image: ImageSettings = field(default_factory=ImageSettings)
+    container: ContainerSettings | None = None
 
 
 def read_config_json(s3: Any, uri: str) -> dict[str, Any]:
@@ -123,6 +138,7 @@ def parse_config(raw: dict[str, Any]) -> AgentConfig:
         heartbeat_seconds=_require(raw, "heartbeat_seconds", int),
         spec=_parse_spec(spec, code),
         image=_parse_image(raw.get("image"), spec.get("interpreter")),
+        container=_parse_container(raw.get("container")),
     )
 
 
@@ -141,6 +157,32 @@ def _parse_image(raw: Any, interpreter: Any) -> ImageSettings:
         layered=bool(raw.get("layered", False)),
         nvidia_gpus=gpus if isinstance(gpus, int) and not isinstance(gpus, bool) else 0,
     )
+
+
+def _parse_container(raw: Any) -> ContainerSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("agent config field container must be an object")
+    image = _require(raw, "image", str, "container.")
+    # docker would read a leading "-" as an option, and an empty name is no image.
+    if not image or image.startswith("-") or any(char.isspace() for char in image):
+        raise ConfigError(f"agent config field container.image {image!r} is not an image name")
+    pull = raw.get("pull", PULL_ALWAYS)
+    if pull not in (PULL_ALWAYS, PULL_IF_MISSING):
+        raise ConfigError(
+            f"agent config field container.pull must be {PULL_ALWAYS!r} or {PULL_IF_MISSING!r}, "
+            f"not {pull!r}"
+        )
+    registry = raw.get("ecr_registry")
+    if registry is not None and (
+        not isinstance(registry, str) or not registry or registry.startswith("-")
+    ):
+        raise ConfigError("agent config field container.ecr_registry must be a host name or null")
+    interpreter = raw.get("interpreter", "python3")
+    if not isinstance(interpreter, str) or not interpreter:
+        raise ConfigError("agent config field container.interpreter must be a non-empty string")
+    return ContainerSettings(image=image, pull=pull, ecr_registry=registry, interpreter=interpreter)
 
 
 def local_interpreter(interpreter: str, environ: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import REBALANCE_CHECKPOINT, Spec
+from .container import ContainerProcess
 from .errors import ScriptStartError
 from .workdir import WorkDirs
 
@@ -139,9 +140,12 @@ def sigusr1_opted_in(spec: Spec) -> bool:
 
 
 def signal_script(process: subprocess.Popen[bytes], sig: int) -> bool:
-    """Send `sig` to the script's own process while it runs; False when it has exited."""
+    """Send `sig` to the script's own process while it runs; False when it has exited (or, in
+    a container, is not running yet)."""
     if process.returncode is not None:
         return False
+    if isinstance(process, ContainerProcess):
+        return process.deliver(sig)
     try:
         os.kill(process.pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -150,7 +154,8 @@ def signal_script(process: subprocess.Popen[bytes], sig: int) -> bool:
 
 
 def exit_code_of(returncode: int) -> int:
-    """Popen's -N (killed by signal N) as a shell reports it, 128+N."""
+    """Popen's -N (killed by signal N) as a shell reports it, 128+N. A ContainerProcess reports
+    a script the agent's signal N ended as -N too (docker's own code for it is 128+N)."""
     return 128 - returncode if returncode < 0 else returncode
 
 
@@ -160,7 +165,8 @@ def kill_group(
     before_kill: Callable[[], None] | None = None,
 ) -> None:
     """SIGTERM the script's process group, then SIGKILL whatever is left after the grace period.
-    `before_kill` is called just before the script itself, still running, gets SIGKILL."""
+    `before_kill` is called just before the script itself, still running, gets SIGKILL.
+    In a container: SIGTERM to the script (docker kill), then the container and the CLI killed."""
     _signal_group(process, signal.SIGTERM)
     try:
         process.wait(timeout=grace_seconds)
@@ -174,6 +180,12 @@ def kill_group(
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    if isinstance(process, ContainerProcess):
+        if sig == signal.SIGKILL:
+            process.kill_container()
+        else:
+            process.deliver(sig)
+        return
     # ProcessLookupError: the whole group is gone already.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from instance_agent.config import InterruptionSettings, parse_config
+from instance_agent.config import ContainerSettings, InterruptionSettings, parse_config
 from instance_agent.errors import ConfigError
 
 VALID: dict[str, Any] = {
@@ -133,3 +133,49 @@ def test_the_checkpoints_kept_come_from_the_runspec_or_default_to_three():
 def test_a_bad_checkpoints_policy_is_refused(value):
     with pytest.raises(ConfigError, match=r"spec\.checkpoints"):
         parse_config(_with("spec.checkpoints", value))
+
+
+def test_given_no_container_then_the_script_runs_on_the_instance():
+    assert parse_config(copy.deepcopy(VALID)).container is None
+
+
+def test_given_a_container_then_its_image_pull_policy_registry_and_interpreter_are_kept():
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    raw = _with(
+        "container",
+        {
+            "image": f"{registry}/train:abc",
+            "pull": "if-missing",
+            "ecr_registry": registry,
+            "interpreter": "/opt/conda/bin/python",
+        },
+    )
+
+    assert parse_config(raw).container == ContainerSettings(
+        f"{registry}/train:abc", "if-missing", registry, "/opt/conda/bin/python"
+    )
+
+
+def test_given_only_a_container_image_then_it_is_pulled_always_without_login_with_python3():
+    container = parse_config(_with("container", {"image": "python:3.12"})).container
+
+    assert container == ContainerSettings("python:3.12", "always", None, "python3")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("python:3.12", "container must be an object"),
+        ({}, "container.image"),
+        ({"image": 3}, "container.image"),
+        ({"image": "--privileged"}, "container.image"),
+        ({"image": "a b"}, "container.image"),
+        ({"image": "x", "pull": "never"}, "container.pull"),
+        ({"image": "x", "ecr_registry": 5}, "container.ecr_registry"),
+        ({"image": "x", "ecr_registry": "-H"}, "container.ecr_registry"),
+        ({"image": "x", "interpreter": ""}, "container.interpreter"),
+    ],
+)
+def test_given_a_bad_container_then_the_config_is_refused_naming_the_field(value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_with("container", value))
