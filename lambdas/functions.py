@@ -20,6 +20,8 @@ class LambdaStep:
 TRAIN_RUN_STEPS: Final = (
     LambdaStep("ValidateRun", "lambdas.handlers.validate_run.lambda_handler"),
     LambdaStep("RecordRun", "lambdas.handlers.record_run.lambda_handler"),
+    # Container runs (issue #12): starts and follows the CodeBuild build of a `build` image.
+    LambdaStep("BuildImage", "lambdas.handlers.build_image.lambda_handler"),
     LambdaStep("LaunchInstance", "lambdas.handlers.launch_instance.lambda_handler"),
     LambdaStep("CheckInstance", "lambdas.handlers.check_instance.lambda_handler"),
     LambdaStep("BootstrapInstance", "lambdas.handlers.bootstrap_instance.lambda_handler"),

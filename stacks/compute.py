@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from aws_cdk import CfnTag, Stack
@@ -60,6 +61,7 @@ class Compute(Construct):
         data_buckets: tuple[str, ...],
         vpc_id: str | None,
         root_volume_gib: int,
+        pull_repository_arns: Sequence[str],
         group_in_request: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -89,6 +91,13 @@ class Compute(Construct):
             self, "InstanceProfile", role=self.instance_role
         )
         self._grant_instance_access(bucket, runs_table, run_log_group, data_buckets, stack)
+        self._grant_image_pull(pull_repository_arns)
+        acknowledge_resource_wildcard(
+            self.instance_role,
+            "*",
+            "states:SendTaskHeartbeat/Success/Failure and ecr:GetAuthorizationToken "
+            + NO_RESOURCE_SCOPE,
+        )
 
         # No ingress at all: the instance is reached only through SSM, which it dials out to.
         # All egress: training code installs packages and fetches data from anywhere (PyPI,
@@ -269,6 +278,24 @@ class Compute(Construct):
                 },
             )
         )
-        acknowledge_resource_wildcard(
-            role, "*", "states:SendTaskHeartbeat/Success/Failure " + NO_RESOURCE_SCOPE
+
+    def _grant_image_pull(self, repository_arns: Sequence[str]) -> None:
+        """Container runs (issue #12): the agent logs in to ECR and pulls the run's image, from
+        the stack's repository or one of runctl:pull_repositories; no push, no other repository."""
+        role = self.instance_role
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PullRunImages",
+                actions=[
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                resources=list(repository_arns),
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="LogInToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]
+            )
         )

@@ -26,6 +26,9 @@ KEY_VPC_ENDPOINTS: Final = f"{PREFIX}vpcEndpoints"
 KEY_ROUTE_TABLE_IDS: Final = f"{PREFIX}routeTableIds"
 KEY_ENDPOINT_SUBNET_IDS: Final = f"{PREFIX}endpointSubnetIds"
 KEY_PUBLIC_IP: Final = f"{PREFIX}publicIp"
+# Container images (issue #12), named as issue #12 names them.
+KEY_IMAGES_KEEP: Final = f"{PREFIX}images_keep"
+KEY_PULL_REPOSITORIES: Final = f"{PREFIX}pull_repositories"
 
 # runctl:publicIp: whether an instance's network interface gets a public IPv4 address.
 PUBLIC_IP_CHOICES: Final = ("auto", "always", "never")
@@ -37,6 +40,14 @@ VPC_ID_PATTERN: Final = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 SUBNET_ID_PATTERN: Final = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 BUCKET_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ROUTE_TABLE_ID_PATTERN: Final = re.compile(r"^rtb-[0-9a-f]{8,17}$")
+# An ECR repository: its name (ECR's grammar: lower-case components joined by /), or its ARN.
+_ECR_NAME = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+PULL_REPOSITORY_PATTERN: Final = re.compile(
+    rf"^(?:{_ECR_NAME}|arn:aws[a-z-]*:ecr:[a-z]{{2}}(?:-[a-z]+)+-\d+:\d{{12}}:repository/{_ECR_NAME})$"
+)
+# ECR's lifecycle rule count: at least one image; at most its per-repository image quota.
+IMAGES_KEEP_DEFAULT: Final = 30
+IMAGES_KEEP_MAX: Final = 10_000
 
 
 class ConfigError(ValueError):
@@ -75,6 +86,10 @@ class RunctlConfig:
     route_table_ids: tuple[str, ...] = ()
     endpoint_subnet_ids: tuple[str, ...] = ()
     public_ip: str = "auto"
+    # The run images (stacks/images.py): how many the repository keeps, and the other ECR
+    # repositories (names in this account and region, or ARNs) the instances may pull from.
+    images_keep: int = IMAGES_KEEP_DEFAULT
+    pull_repositories: tuple[str, ...] = ()
 
     @property
     def associate_public_ip(self) -> str:
@@ -156,6 +171,15 @@ class RunctlConfig:
                 "subnets reach SSM and S3 only through their internet gateway",
                 public_ip,
             )
+        images_keep = _integer(
+            context, KEY_IMAGES_KEEP, IMAGES_KEEP_DEFAULT, low=1, high=IMAGES_KEEP_MAX
+        )
+        pull_repositories = _names(
+            context,
+            KEY_PULL_REPOSITORIES,
+            PULL_REPOSITORY_PATTERN,
+            "team/pytorch or arn:aws:ecr:us-east-1:123456789012:repository/team/pytorch",
+        )
         return cls(
             stack_name=stack_name,
             region=region,
@@ -170,6 +194,8 @@ class RunctlConfig:
             route_table_ids=route_tables,
             endpoint_subnet_ids=endpoint_subnets or (subnet_ids if vpc_endpoints else ()),
             public_ip=public_ip,
+            images_keep=images_keep,
+            pull_repositories=pull_repositories,
         )
 
 

@@ -283,6 +283,12 @@ def _what_to_delete(
             f"table {label}: `aws dynamodb delete-table --table-name {name or 'NAME'} "
             f"--region {target.region}`"
         )
+    if resource_type == "AWS::ECR::Repository":
+        label = name or f"{logical_id} (stack not found: its name starts with {prefix.lower()})"
+        return (
+            f"image repository {label}: `aws ecr delete-repository --repository-name "
+            f"{name or 'NAME'} --force --region {target.region}` (--force: with its images)"
+        )
     return f"{resource_type} {name or logical_id}: delete it in the AWS console"
 
 

@@ -19,6 +19,7 @@ from constructs import Construct
 from lambdas.env import LambdaEnv
 from lambdas.functions import TRAIN_RUN_STEPS, LambdaStep
 from stacks.compute import Compute
+from stacks.images import Images
 from stacks.nag_acknowledgements import (
     NO_RESOURCE_SCOPE,
     acknowledge,
@@ -60,6 +61,7 @@ class Orchestration(Construct):
         runs_table: dynamodb.ITable,
         run_log_group: logs.ILogGroup,
         compute: Compute,
+        images: Images,
         default_instance_types: tuple[str, ...],
         subnet_ids: tuple[str, ...],
         data_buckets: tuple[str, ...],
@@ -81,6 +83,12 @@ class Orchestration(Construct):
             # "true"/"false" the group goes in the request's network interface, not the template.
             ASSOCIATE_PUBLIC_IP=associate_public_ip,
             SECURITY_GROUP_ID=compute.security_group.attr_group_id,
+            # Container runs (issue #12): where BuildImage builds and looks for images, and the
+            # other repositories the instances may pull from (ValidateRun refuses the rest).
+            IMAGE_REPOSITORY_NAME=images.repository.repository_name,
+            IMAGE_REPOSITORY_URI=images.repository_uri,
+            BUILD_PROJECT_NAME=images.project.project_name,
+            PULL_REPOSITORIES=",".join(images.extra_pull_repository_arns),
         )
         # Staged under the assembly's own folder (cdk.out, or the outdir a test gives), which
         # outlives this process: `--no-staging` synths point the asset at the source folder.
@@ -94,6 +102,7 @@ class Orchestration(Construct):
             bucket=bucket,
             runs_table=runs_table,
             compute=compute,
+            images=images,
             subnet_ids=subnet_ids,
             data_buckets=data_buckets,
         )

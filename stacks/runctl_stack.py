@@ -10,6 +10,7 @@ from constructs import Construct
 from stacks.client_functions import ClientFunctions
 from stacks.compute import Compute
 from stacks.config import RunctlConfig
+from stacks.images import Images
 from stacks.instance_events import InstanceEvents
 from stacks.orchestration import Orchestration
 from stacks.pipelines import Pipelines
@@ -36,6 +37,15 @@ class RunctlStack(Stack):
             stack_name=self.stack_name,
             event_bridge_enabled=any(item.watch.bucket is None for item in config.pipelines),
         )
+        # Container images (issue #12): the run images' repository and the project building them.
+        self.images = Images(
+            self,
+            "Images",
+            bucket=self.storage.bucket,
+            run_log_group=self.storage.run_log_group,
+            images_keep=config.images_keep,
+            pull_repositories=config.pull_repositories,
+        )
         self.compute = Compute(
             self,
             "Compute",
@@ -46,6 +56,7 @@ class RunctlStack(Stack):
             vpc_id=config.vpc_id,
             root_volume_gib=config.root_volume_gib,
             group_in_request=bool(config.associate_public_ip),
+            pull_repository_arns=self.images.pull_repository_arns,
         )
         # Private subnets: the endpoints the instances need (runctl:vpcEndpoints).
         self.vpc_endpoints = (
@@ -67,6 +78,7 @@ class RunctlStack(Stack):
             runs_table=self.storage.runs_table,
             run_log_group=self.storage.run_log_group,
             compute=self.compute,
+            images=self.images,
             default_instance_types=config.default_instance_types,
             subnet_ids=config.subnet_ids,
             data_buckets=config.data_buckets,
@@ -128,6 +140,7 @@ class RunctlStack(Stack):
                     bucket=self.storage.bucket,
                     runs_table=self.storage.runs_table,
                     compute=self.compute,
+                    images=self.images,
                     subnet_ids=config.subnet_ids,
                     data_buckets=config.data_buckets,
                 ),
@@ -145,6 +158,8 @@ class RunctlStack(Stack):
             "StopRunFunctionName": self.client_functions.functions["StopRun"].function_name,
             "SweepStateMachineArn": self.sweeps.state_machine.state_machine_arn,
             "StopSweepFunctionName": self.sweeps.functions["StopSweep"].function_name,
+            "ImageRepositoryUri": self.images.repository_uri,
+            "ImageBuildProjectName": self.images.project.project_name,
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)

@@ -16,6 +16,7 @@ from lambdas.constants import CODE_PREFIX, RUNS_PREFIX, TAG_MANAGED
 from lambdas.functions import START_PIPELINE_RUN
 from lambdas.models.pipeline import Pipeline
 from stacks.compute import Compute
+from stacks.images import Images
 from stacks.nag_acknowledgements import NO_RESOURCE_SCOPE, acknowledge_resource_wildcard
 
 
@@ -178,10 +179,12 @@ class StepPermissions(FunctionPermissions):
         bucket: s3.IBucket,
         runs_table: dynamodb.ITable,
         compute: Compute,
+        images: Images,
         subnet_ids: tuple[str, ...],
         data_buckets: tuple[str, ...],
     ) -> None:
         super().__init__(bucket=bucket, runs_table=runs_table, compute=compute)
+        self._images = images
         self._subnet_ids = subnet_ids
         self._data_bucket_arns = [
             f"arn:{self._stack.partition}:s3:::{name}" for name in data_buckets
@@ -189,6 +192,7 @@ class StepPermissions(FunctionPermissions):
         self._by_step = {
             "ValidateRun": self._grant_validate_run,
             "RecordRun": self._grant_record_run,
+            "BuildImage": self._grant_build_image,
             "LaunchInstance": self._grant_launch_instance,
             "CheckInstance": self._grant_check_instance,
             "BootstrapInstance": self._send_command,
@@ -225,6 +229,34 @@ class StepPermissions(FunctionPermissions):
 
     def _grant_record_run(self, function: lambda_.Function) -> None:
         self._read_write_runs_table(function)
+
+    # --- container images (issue #12) -----------------------------------------------------------
+
+    def _grant_build_image(self, function: lambda_.Function) -> None:
+        images = self._images
+        # An image already in the repository under its tag (the hash of the build's inputs) is
+        # not built again; its digest goes on the run.
+        self._allow(
+            function,
+            "FindBuiltImage",
+            ["ecr:DescribeImages"],
+            [images.repository.repository_arn],
+        )
+        self._allow(
+            function,
+            "StartAndFollowBuild",
+            ["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
+            [images.project.project_arn],
+        )
+        # A failed build's last lines, from its stream <run_id>/build/<build uuid>.
+        self._allow(
+            function,
+            "ReadBuildLog",
+            ["logs:GetLogEvents", "logs:DescribeLogStreams"],
+            [images.run_log_group.log_group_arn],
+        )
+        # The build's id (and its image's digest) on the run item.
+        self._update_run_record(function)
 
     def _grant_launch_instance(self, function: lambda_.Function) -> None:
         compute = self._compute

@@ -168,6 +168,8 @@ def synthesized(
 
 PIPELINE_RUN_TEMPLATE = {"code": {"s3_uri": "s3://lab-datasets/code/a.tgz"}, "entry_point": "t.py"}
 
+PULL_REPOSITORY_ARN = "arn:aws:ecr:us-west-2:210987654321:repository/shared/cuda"
+
 # A deployment into its own network, with extra data buckets (every optional key set).
 CONFIGURED_CONTEXT = {
     "runctl:stackName": "RunctlLab",
@@ -177,6 +179,9 @@ CONFIGURED_CONTEXT = {
     "runctl:dataBuckets": ["lab-datasets", "shared.corpora"],
     "runctl:rootVolumeGiB": 250,
     "runctl:heartbeatSeconds": 120,
+    "runctl:images_keep": 12,
+    # A repository of this account and region by name, and another account's by ARN.
+    "runctl:pull_repositories": ["team/pytorch", PULL_REPOSITORY_ARN],
     # One pipeline on the runctl bucket with a schedule, one on a data bucket without.
     "runctl:pipelines": [
         {

@@ -28,15 +28,17 @@ def test_the_region_and_name_follow_the_context(configured):
     assert (target.stack_name, target.region) == ("RunctlLab", "eu-west-1")
 
 
-def test_destroy_names_the_bucket_and_table_it_keeps(synthesized):
+def test_destroy_names_the_buckets_table_and_image_repository_it_keeps(synthesized):
     [target] = stack_targets(synthesized.outdir)
     storage = synthesized.stack.storage
+    images = synthesized.stack.images
 
     assert sorted(retained_resources(target)) == sorted(
         [
             (synthesized.logical_id(storage.bucket), "AWS::S3::Bucket"),
             (synthesized.logical_id(storage.access_log_bucket), "AWS::S3::Bucket"),
             (synthesized.logical_id(storage.runs_table), "AWS::DynamoDB::Table"),
+            (synthesized.logical_id(images.repository), "AWS::ECR::Repository"),
         ]
     )
 

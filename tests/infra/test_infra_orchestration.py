@@ -265,6 +265,7 @@ def test_code_asset_from_a_checkout_with_a_dot_in_its_name(synthesized, dotted_c
             "dynamodb:UpdateItem",
             {
                 "RecordRun",
+                "BuildImage",
                 "LaunchInstance",
                 "StartAgent",
                 "FinalizeRun",
