@@ -28,6 +28,9 @@ lists as JSON or comma-separated):
                               instance event is retried for this long plus a minute.
   runctl:pollIntervalSeconds  wait between readiness checks (ASL ${PollIntervalSeconds}).
                               These two default to lambdas.functions.TRAIN_RUN_SETTINGS.
+  runctl:imagesKeep           container images kept in the stack's ECR repository (default 30).
+  runctl:pullRepositories     more ECR repositories (names here, or ARNs) instances may pull a
+                              RunSpec's container.image from; others are refused before launch.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from typing import Final
 
 from lambdas.env import LambdaEnv
 from lambdas.functions import TRAIN_RUN_SETTINGS
+from lambdas.logic.image_builds import BUILD_TIMEOUT_SECONDS
 from lambdas.logic.next_attempt import AGENT_START_RETRIES, GPU_RETRIES
-from lambdas.logic.polling import next_poll_seconds
+from lambdas.logic.polling import MAX_BUILD_POLL_SECONDS, MAX_POLL_SECONDS, next_poll_seconds
 from lambdas.models.run_spec import MAX_RESUMES, InterruptionPolicy
 
 HISTORY_LIMIT: Final = 25_000
@@ -31,12 +32,16 @@ EVENTS_PER_RUN_WITHOUT_POLLS: Final = 50
 
 
 def _polls_until(
-    first_wait: float, deadline: float, base: int, waited: float = 0.0
+    first_wait: float,
+    deadline: float,
+    base: int,
+    waited: float = 0.0,
+    max_wait: int = MAX_POLL_SECONDS,
 ) -> tuple[int, float]:
     """Polls from `waited` (seconds since launch) until one comes after `deadline`."""
     polls, waited = 1, waited + first_wait
     while waited <= deadline:
-        waited += next_poll_seconds(base, waited)
+        waited += next_poll_seconds(base, waited, max_wait)
         polls += 1
     return polls, waited
 
@@ -51,6 +56,14 @@ def worst_case_boot_polls(env: LambdaEnv | None = None) -> int:
         base, waited + env.BOOTSTRAP_TIMEOUT_SECONDS, base, waited=waited
     )
     return instance_polls + bootstrap_polls
+
+
+def worst_case_build_polls() -> int:
+    """BuildImage calls of an image build that runs to CodeBuild's timeout (once per run, before
+    the first launch): the call that starts it, then a poll backing off like a boot's."""
+    base = int(TRAIN_RUN_SETTINGS["PollIntervalSeconds"])
+    polls, _ = _polls_until(base, BUILD_TIMEOUT_SECONDS, base, max_wait=MAX_BUILD_POLL_SECONDS)
+    return 1 + polls
 
 
 def max_interruptions_cap() -> int:
@@ -69,4 +82,10 @@ def worst_case_history_events(resumes: int | None = None) -> int:
     attempts (default: the most a run can have)."""
     resumes = max_resumes() if resumes is None else resumes
     boot = worst_case_boot_polls() * EVENTS_PER_POLL
-    return EVENTS_PER_RUN_WITHOUT_POLLS + boot + resumes * (EVENTS_PER_RESUME_WITHOUT_POLLS + boot)
+    build = worst_case_build_polls() * EVENTS_PER_POLL
+    return (
+        EVENTS_PER_RUN_WITHOUT_POLLS
+        + build
+        + boot
+        + resumes * (EVENTS_PER_RESUME_WITHOUT_POLLS + boot)
+    )

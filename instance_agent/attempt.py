@@ -28,9 +28,17 @@ from .checkpoint_manifest import CheckpointVersion
 from .checkpoints import CheckpointSync, checkpoint_facts, open_tracker, read_manifest
 from .clock import utc_now, utc_now_iso
 from .config import REBALANCE_CHECKPOINT, AgentConfig
+from .container import (
+    ContainerProcess,
+    ContainerRun,
+    agent_user,
+    container_gpus,
+    container_name,
+    start_container,
+)
 from .ending import AttemptEnding
 from .environment import EnvironmentFailed, EnvironmentInterrupted
-from .errors import AgentError
+from .errors import AgentError, ScriptStartError
 from .gpu import GpuCheckFailed
 from .layout import log_stream_name, logs_prefix, metrics_key, outputs_prefix, s3_uri
 from .logs import AgentLogHandler, CloudWatchSink, ScriptLogs
@@ -62,6 +70,7 @@ from .resume import Resumption, restore_latest_checkpoint
 from .run_record import CHECKPOINTING, RUNNING, STAGING, RunRecord
 from .s3io import upload_file
 from .script import (
+    SCRIPT_PATH_DIR,
     build_argv,
     build_env,
     check_runnable,
@@ -108,6 +117,7 @@ class Clients:
     dynamodb: Any
     logs: Any
     stepfunctions: Any
+    ecr: Any = None  # a container run's ECR login
 
     @classmethod
     def for_region(cls, make_client: Callable[[str, str], Any], region: str) -> Clients:
@@ -116,6 +126,7 @@ class Clients:
             dynamodb=make_client("dynamodb", region),
             logs=make_client("logs", region),
             stepfunctions=make_client("stepfunctions", region),
+            ecr=make_client("ecr", region),
         )
 
 
@@ -182,6 +193,8 @@ class AttemptRunner:
         finally:
             if self.checkpoints is not None and self.checkpoints.tracker is not None:
                 self.checkpoints.tracker.close()  # its inotify instance, however the attempt ended
+            if isinstance(self.process, ContainerProcess):
+                self.process.clean_up()  # no container outlives its attempt
             notices.stop()
             heartbeat.stop()
             flusher.stop()
@@ -206,6 +219,7 @@ class AttemptRunner:
                 dirs.scratch,
                 dirs.logs / ENVIRONMENT_LOG,
                 lambda: self.ending.interrupted,
+                ecr=self.clients.ecr,
             )
         except EnvironmentInterrupted as stopped:
             logger.info("environment set-up stopped: %s", stopped)
@@ -213,7 +227,7 @@ class AttemptRunner:
         except (EnvironmentFailed, GpuCheckFailed) as error:
             return self._setup_failure(error)
         self.record.set_setup(self.setup.phases())
-        logger.info("environment: %s", self.setup.environment.to_dict())
+        logger.info("environment: %s", self.setup.environment_phase())
         try:
             stage_data(self.clients.s3, spec.data, dirs.data, lambda: self.ending.interrupted)
         except StagingInterrupted as stopped:
@@ -221,11 +235,16 @@ class AttemptRunner:
         if self.ending.interrupted:
             return self._finish_interrupted()
         checkpoints = self._resume(dirs)
-
-        argv = build_argv(spec, self.setup.python)
-        resume_from = self.resumption.local_path
-        env = build_env(dict(os.environ), spec, config.run_id, config.attempt, dirs, resume_from)
-        check_runnable(argv, dirs.code, env)
+        if self.setup.image is not None:  # pulled meanwhile: the script starts once it is there
+            try:
+                self.setup.image.wait()
+            except EnvironmentInterrupted as stopped:
+                logger.info("image preparation stopped: %s", stopped)
+                return self._finish_interrupted()
+            except EnvironmentFailed as error:
+                return self._setup_failure(error)
+            self.record.set_setup(self.setup.phases())
+        start = self._script_starter(dirs)
         logs = ScriptLogs(dirs.logs)
         self.metrics = MetricsRecorder(dirs.logs / "metrics.jsonl")
         self.output = ScriptOutput(logs, self.sink, self.metrics)
@@ -241,7 +260,7 @@ class AttemptRunner:
             PeriodicThread("metrics", self.intervals.metrics_update, self._push_metrics),
         ]
         self._checkpoint_thread = periodic[0]
-        process = self.ending.start_script(lambda: start_script(argv, dirs.code, env))
+        process = self.ending.start_script(start)
         if process is None:
             logger.info("the script is not started: the attempt was interrupted while staging")
             logs.close()
@@ -261,6 +280,35 @@ class AttemptRunner:
         logs.close()
         self.metrics.close()
         return result
+
+    def _script_starter(self, dirs: WorkDirs) -> Callable[[], subprocess.Popen[bytes]]:
+        """How the script is started: a process here, or a container. ScriptStartError first
+        when it cannot be."""
+        config, spec = self.config, self.config.spec
+        assert self.setup is not None
+        argv = build_argv(spec, self.setup.python)
+        resume_from = self.resumption.local_path
+        if config.container is None:
+            env = build_env(
+                dict(os.environ), spec, config.run_id, config.attempt, dirs, resume_from
+            )
+            check_runnable(argv, dirs.code, env)
+            return lambda: start_script(argv, dirs.code, env)
+        if not (dirs.code / spec.entry_point).is_file():
+            raise ScriptStartError(f"entry point {spec.entry_point!r} is not in the code archive")
+        run = ContainerRun(
+            image=config.container.image,
+            name=container_name(config.run_id, config.attempt),
+            command=argv,
+            workdir=dirs.code,
+            mounts=[dirs.root],
+            read_only_mounts=[SCRIPT_PATH_DIR],
+            # The script's variables only: the host's PATH and the rest stay outside.
+            env=build_env({}, spec, config.run_id, config.attempt, dirs, resume_from),
+            nvidia_gpus=container_gpus(config.image.nvidia_gpus),
+            user=agent_user(),
+        )
+        return lambda: start_container(run, os.environ)
 
     def _resume(self, dirs: WorkDirs) -> CheckpointSync:
         """Hand the run's newest checkpoint to the script (ResumeError, and the attempt fails
@@ -595,7 +643,7 @@ class AttemptRunner:
             final_metrics=final_metrics,
             final_metrics_dropped=dropped,
             message=message,
-            environment=self.setup.environment.to_dict() if self.setup else None,
+            environment=self.setup.environment_phase() if self.setup else None,
             gpu=self.setup.gpu.to_dict() if self.setup and self.setup.gpu else None,
         )
 

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,27 @@ class ContainerRun:
     env: dict[str, str] = field(default_factory=dict)  # the script's variables only
     nvidia_gpus: int = 0
     user: str | None = None  # "uid:gid"; None: the image's own user (see agent_user())
+
+
+# What `docker run --gpus` needs on the host: the NVIDIA Container Toolkit's prestart hook
+# (the Deep Learning AMIs ship it, configured for Docker).
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
+
+
+def container_gpus(nvidia_gpus: int, which: Callable[[str], str | None] = shutil.which) -> int:
+    """The GPUs to give the container: the instance's, when Docker can pass them through. An
+    instance with GPUs but no toolkit (an AMI of your own; local mode's stand-in GPU) runs the
+    container without them, as the script would run on the CPU without a driver; said in the
+    log."""
+    if nvidia_gpus > 0 and which(NVIDIA_HOOK) is None:
+        logger.warning(
+            "this instance has %d NVIDIA GPU(s) but no NVIDIA Container Toolkit (%s): the "
+            "container runs without GPUs",
+            nvidia_gpus,
+            NVIDIA_HOOK,
+        )
+        return 0
+    return nvidia_gpus
 
 
 def container_name(run_id: str, attempt: int) -> str:

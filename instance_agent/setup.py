@@ -1,24 +1,64 @@
 """The attempt's set-up phases before the script: a working GPU (on GPU instance types), then the
-script's Python environment. Either failing ends the attempt `environment-failed`.
+script's Python environment, or for a container run its image. Either failing ends the attempt
+`environment-failed`.
 
-The GPU check comes first: it takes a second, and a dead driver should not cost an install.
+The GPU check comes first: it takes a second, and a dead driver should not cost an install. An
+image is pulled in a thread of its own (ImagePreparation), so a resumed attempt's checkpoint
+download and data staging go on meanwhile; the attempt waits for it just before the script.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import imds
 from .config import AgentConfig, local_interpreter
-from .environment import ImagePython, PreparedEnvironment, prepare_environment
+from .container_image import ImageFacts, prepare_image
+from .environment import DEPENDENCY_FILE, ImagePython, PreparedEnvironment, prepare_environment
 from .gpu import GpuReport, check_gpus
 from .uv_tool import find_uv
 
 logger = logging.getLogger(__name__)
+
+
+class ImagePreparation:
+    """prepare_image() in a thread: started at once, waited for before the script starts."""
+
+    def __init__(self, work: Callable[[], ImageFacts], image: str) -> None:
+        self.image = image
+        self.facts: ImageFacts | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(work,), name="image-pull", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, work: Callable[[], ImageFacts]) -> None:
+        try:
+            self.facts = work()
+        except BaseException as error:  # handed to the main thread by wait()
+            self._error = error
+
+    def wait(self) -> ImageFacts:
+        """The image's facts; what prepare_image raised (EnvironmentFailed, ...) otherwise."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self.facts is not None
+        return self.facts
+
+    def to_dict(self) -> dict[str, Any]:
+        """The environment phase of a container run (its facts once the image is ready)."""
+        facts = self.facts.to_dict() if self.facts is not None else {"image": self.image}
+        return {"action": CONTAINER, **facts}
+
+
+CONTAINER = "container"  # the environment phase's action for a container run
 
 
 @dataclass
@@ -26,12 +66,18 @@ class Setup:
     """What the script runs with, and the phases to record (result.json, the run item)."""
 
     python: str
-    environment: PreparedEnvironment
+    environment: PreparedEnvironment | None  # None for a container run: the image is its own
     gpu: GpuReport | None
+    image: ImagePreparation | None = None
+
+    def environment_phase(self) -> dict[str, Any] | None:
+        if self.image is not None:
+            return self.image.to_dict()
+        return self.environment.to_dict() if self.environment is not None else None
 
     def phases(self) -> dict[str, Any]:
         return {
-            "environment": self.environment.to_dict(),
+            "environment": self.environment_phase(),
             "gpu": self.gpu.to_dict() if self.gpu is not None else None,
         }
 
@@ -71,9 +117,23 @@ def set_up(
     log_path: Path,
     should_stop: Callable[[], bool],
     check: Callable[[], GpuReport] = check_gpus,
+    ecr: Any = None,
 ) -> Setup:
-    """GpuCheckFailed, EnvironmentFailed or EnvironmentInterrupted when it cannot be done."""
+    """GpuCheckFailed, EnvironmentFailed or EnvironmentInterrupted when it cannot be done (for a
+    container run the image's own errors come from Setup.image.wait())."""
     gpu = check() if config.image.nvidia_gpus else None
+    container = config.container
+    if container is not None:
+        if (code_dir / DEPENDENCY_FILE).is_file():
+            logger.warning(
+                "%s is not installed in a container run: the image's packages are used",
+                DEPENDENCY_FILE,
+            )
+        pull = ImagePreparation(
+            lambda: prepare_image(container, ecr, should_stop, log_path=log_path),
+            container.image,
+        )
+        return Setup(container.interpreter, None, gpu, pull)
     prepared = prepare_environment(
         code_dir,
         image_python(config, dict(os.environ), booted_ami()),

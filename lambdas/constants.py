@@ -9,6 +9,17 @@ TAG_ATTEMPT: Final = "runctl:attempt"
 
 # S3 layout inside the runctl bucket.
 CODE_PREFIX: Final = "code/"
+# Docker build contexts (issue #12): contexts/<sha256>.tar.gz, content-addressed by the client.
+CONTEXTS_PREFIX: Final = "contexts/"
+# An image build's variables (the CodeBuild project's buildspec, stacks/images.py, and local
+# mode's stand-in read them): what BuildImage passes per build ...
+BUILD_ENV_CONTEXT_URI: Final = "RUNCTL_CONTEXT_URI"  # s3://<bucket>/contexts/<sha256>.tar.gz
+BUILD_ENV_DOCKERFILE: Final = "RUNCTL_DOCKERFILE"  # relative to the context root (a user string)
+BUILD_ENV_BUILD_ARGS: Final = "RUNCTL_BUILD_ARGS"  # a JSON object of build args (user strings)
+BUILD_ENV_IMAGE_URI: Final = "RUNCTL_IMAGE_URI"  # <repository uri>:<tag>
+# ... and what the project sets itself: where the build may log in and push.
+BUILD_ENV_REGISTRY: Final = "RUNCTL_REGISTRY"
+BUILD_ENV_REPOSITORY_URI: Final = "RUNCTL_REPOSITORY_URI"
 DATA_PREFIX: Final = "data/"  # datasets users upload to the runctl bucket
 AGENT_PREFIX: Final = "agent/"
 RUNS_PREFIX: Final = "runs/"

@@ -62,3 +62,8 @@ class SweepNotFound(RunctlError):
 
 class SweepStopIncomplete(RunctlError):
     """Some of the sweep's runs could not be asked to stop; a retry asks them again."""
+
+
+class ImageBuildFailed(RunctlError):
+    """The run's container image could not be built (the build's last log lines say why);
+    nothing was launched."""

@@ -9,6 +9,7 @@ from lambdas.dal.runs_table import RunsTable
 from lambdas.env import lambda_env
 from lambdas.integrations.aws_clients import aws_client
 from lambdas.integrations.ec2_fleet import Ec2Fleet
+from lambdas.integrations.image_builds import ImageBuilds
 from lambdas.integrations.ssm_commands import SsmCommands
 
 
@@ -43,3 +44,7 @@ def region() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def image_builds() -> ImageBuilds:
+    return ImageBuilds(aws_client("ecr"), aws_client("codebuild"), aws_client("logs"))

@@ -18,6 +18,7 @@ from lambdas.models.run_spec import RunSpec
 from lambdas.models.sweep_spec import SweepSpec
 from runctl.cli_options import run_options, sweep_options
 from runctl.client.client import Client
+from runctl.client.follow import BUILD_LINES
 from runctl.errors import EXIT_INTERRUPTED, RunctlError, RunNeverStarted
 from runctl.local.commands import local_app
 from runctl.project_config import LoadedConfig, load_project_config
@@ -112,6 +113,13 @@ def submit(
             f"packaged {submission.plan.project_root} ({submission.files} files; {upload})",
             markup=False,
         )
+        if submission.plan.build is not None:
+            context = (
+                f"uploaded {submission.context_uploaded_bytes:,} bytes"
+                if submission.context_uploaded_bytes
+                else "unchanged, nothing uploaded"
+            )
+            console.print(f"build context {submission.plan.build.context}: {context}", markup=False)
         console.print(f"started run [bold]{submission.run_id}[/]")
     if not wait:
         if not quiet:
@@ -175,7 +183,9 @@ def logs(
     try:
         for line in client.logs(run_id, follow=follow):
             if line.attempt != shown_attempt:
-                if shown_attempt is not None or line.attempt > 1:
+                if line.attempt == BUILD_LINES:
+                    console.print("[dim]── image build ──[/]")
+                elif shown_attempt is not None or line.attempt > 1:
                     console.print(f"[dim]── attempt {line.attempt} ──[/]")
                 shown_attempt = line.attempt
             console.print(line.message, markup=False, highlight=False, soft_wrap=True)

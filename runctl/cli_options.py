@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from runctl.run_request import RunRequest
-from runctl.specs import parse_hyperparameter
+from runctl.specs import parse_build_arg, parse_hyperparameter
 from runctl.sweeps import SweepOptions
 
 _SCRIPT = inspect.Parameter(
@@ -109,6 +109,56 @@ _FLAGS = [
                 ),
             ],
         ),
+        (
+            "image",
+            None,
+            Annotated[
+                str | None,
+                typer.Option(
+                    help="run the script in this container image (ECR or public URI)",
+                    rich_help_panel="Container",
+                ),
+            ],
+        ),
+        (
+            "build",
+            None,
+            Annotated[
+                Path | None,
+                typer.Option(
+                    metavar="DOCKERFILE",
+                    help="build the image from this Dockerfile in your AWS account (no local "
+                    "Docker needed) and run the script in it; rebuilt only when the context "
+                    "changes",
+                    rich_help_panel="Container",
+                ),
+            ],
+        ),
+        (
+            "build_arg",
+            None,
+            Annotated[
+                list[str] | None,
+                typer.Option(
+                    "--build-arg",
+                    metavar="KEY=VALUE",
+                    help="a Docker build argument; repeatable",
+                    rich_help_panel="Container",
+                ),
+            ],
+        ),
+        (
+            "build_context",
+            None,
+            Annotated[
+                Path | None,
+                typer.Option(
+                    help="the folder the build reads (default: the Dockerfile's folder; "
+                    ".dockerignore in it is honoured)",
+                    rich_help_panel="Container",
+                ),
+            ],
+        ),
     )
 ]
 RUN_FLAG_NAMES = tuple(parameter.name for parameter in _FLAGS)
@@ -127,8 +177,12 @@ def request_from_flags(
     max_runtime: str | None,
     project_dir: Path | None,
     hyperparameters_as_args: bool | None,
+    image: str | None = None,
+    build: Path | None = None,
+    build_arg: list[str] | None = None,
+    build_context: Path | None = None,
 ) -> RunRequest:
-    """Typed RunRequest from the flags as typed; a bad --hp raises SpecError."""
+    """Typed RunRequest from the flags as typed; a bad --hp or --build-arg raises SpecError."""
     return RunRequest(
         script=script,
         args=tuple(script_args or ()),
@@ -140,6 +194,10 @@ def request_from_flags(
         max_runtime=max_runtime,
         project_dir=project_dir,
         hyperparameters_as_args=hyperparameters_as_args,
+        image=image,
+        build=build,
+        build_args=dict(parse_build_arg(item) for item in build_arg or []),
+        build_context=build_context,
     )
 
 

@@ -37,6 +37,11 @@ class DataBucketMissing(UsageError):
     """A --data s3:// URI names a bucket local mode does not have (it has the runctl bucket)."""
 
 
+class NoContainerEngine(RunctlError):
+    """Local mode was asked to run in a container on a machine with no working Docker engine:
+    it never runs the script outside the container instead."""
+
+
 class ConfigError(UsageError):
     """`.runctl.toml` cannot be read; the message names the key."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from docker.utils.build import exclude_paths
 from pathspec import GitIgnoreSpec
 
 # Never shipped: version control, virtualenvs, caches, local-mode state.
@@ -44,10 +45,11 @@ class CodePackage:
     data: bytes
     sha256: str
     files: tuple[str, ...]
+    prefix: str = "code"  # "contexts" for a Docker build context
 
     @property
     def key(self) -> str:
-        return f"code/{self.sha256}.tar.gz"
+        return f"{self.prefix}/{self.sha256}.tar.gz"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,47 @@ def project_files(root: Path) -> list[str]:
 def package_directory(root: Path) -> CodePackage:
     """Same files and contents -> same bytes -> same hash (sorted names, fixed metadata)."""
     root = root.resolve()
-    files = project_files(root)
+    return _package(root, project_files(root), "code")
+
+
+DOCKERIGNORE = ".dockerignore"
+
+
+def build_context_files(root: Path, dockerfile: str) -> list[str]:
+    """The files of a Docker build context as `docker build` sends them: `.dockerignore` read
+    with Docker's own rules (docker-py's exclude_paths: patterns anchored at the root, `**`,
+    `!` exceptions; the Dockerfile and .dockerignore always go). Symlinks are left out, as
+    for code."""
+    ignore = root / DOCKERIGNORE
+    patterns = (
+        ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        if ignore.is_file()
+        else []
+    )
+    included = exclude_paths(str(root), patterns, dockerfile=dockerfile)
+    return sorted(
+        path
+        for path in included
+        if (root / path).is_file() and not any(p.is_symlink() for p in _chain(root, path))
+    )
+
+
+def package_build_context(root: Path, dockerfile: str) -> CodePackage:
+    """The build context under contexts/<sha256>.tar.gz: same files -> same hash -> no build."""
+    root = root.resolve()
+    return _package(root, build_context_files(root, dockerfile), "contexts")
+
+
+def _chain(root: Path, relative: str) -> list[Path]:
+    """The path and each folder between it and root."""
+    path = root / relative
+    return [
+        path,
+        *[parent for parent in path.parents if parent.is_relative_to(root) and parent != root],
+    ]
+
+
+def _package(root: Path, files: list[str], prefix: str) -> CodePackage:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for relative in files:
@@ -125,7 +167,7 @@ def package_directory(root: Path) -> CodePackage:
             info.mtime = 0
             archive.addfile(info, io.BytesIO(content))
     data = gzip.compress(raw.getvalue(), mtime=0)
-    return CodePackage(data, hashlib.sha256(data).hexdigest(), tuple(files))
+    return CodePackage(data, hashlib.sha256(data).hexdigest(), tuple(files), prefix)
 
 
 def upload_package(s3: Any, bucket: str, package: CodePackage) -> tuple[str, int]:

@@ -31,6 +31,10 @@ class ProjectConfig(BaseModel):
     data: list[str] | None = Field(default=None, description="as for --data, repeatable")
     hyperparameters: dict[str, bool | int | float | str] | None = None
     hyperparameters_as_args: bool | None = None
+    image: str | None = Field(default=None, description="as for --image")
+    build: str | None = Field(default=None, description="a Dockerfile, as for --build")
+    build_context: str | None = Field(default=None, description="as for --build-context")
+    build_args: dict[str, str] | None = Field(default=None, description="as for --build-arg")
 
 
 class LoadedConfig(BaseModel):

@@ -44,6 +44,16 @@ def parse_hyperparameter(text: str) -> tuple[str, HyperparameterValue]:
     return name, _typed(raw)
 
 
+def parse_build_arg(text: str) -> tuple[str, str]:
+    """'CUDA=12.4' -> ('CUDA', '12.4'): a build argument's value is always text."""
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise SpecError(
+            f"--build-arg {text!r}: expected KEY=VALUE, for example --build-arg CUDA=12.4"
+        )
+    return name, value
+
+
 def _typed(raw: str) -> HyperparameterValue:
     if raw in {"true", "false"}:
         return raw == "true"

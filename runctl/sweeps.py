@@ -173,11 +173,18 @@ class PreparedSweep:
     package: CodePackage
     options: SweepOptions
 
-    def spec(self, code_uri: str, data_uris: Mapping[str, str] | None = None) -> SweepSpec:
-        """The SweepSpec to start, once the package is uploaded under `code_uri` (and local
-        data folders, in local mode, under `data_uris`)."""
+    def spec(
+        self,
+        code_uri: str,
+        data_uris: Mapping[str, str] | None = None,
+        context: tuple[str, str] | None = None,
+    ) -> SweepSpec:
+        """The SweepSpec to start, once the package is uploaded under `code_uri` (local data
+        folders, in local mode, under `data_uris`; a build context as `context`)."""
         source = source_info(self.plan.project_root)
-        return self.options.spec(self.plan.spec(code_uri, self.package.sha256, source, data_uris))
+        return self.options.spec(
+            self.plan.spec(code_uri, self.package.sha256, source, data_uris, context)
+        )
 
 
 def prepare_sweep(

@@ -6,6 +6,8 @@
 set -euo pipefail
 
 BASE_IMAGE="runctl-local/python:bookworm"
+# Bump when what the base image holds changes: an image with another label is made again.
+BASE_VERSION="2"  # 2: python3-numpy, so examples/train_tiny.py runs in it
 DOCKERD_LOG="${RUNCTL_DOCKERD_LOG:-/var/log/runctl-dockerd.log}"
 WAIT_SECONDS=60
 
@@ -67,11 +69,13 @@ else
     say "the Docker engine answers after ${waited} s"
 fi
 
-if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    say "base image $BASE_IMAGE is there"
+have_version="$(docker image inspect -f '{{index .Config.Labels "runctl.base-version"}}' \
+    "$BASE_IMAGE" 2>/dev/null || true)"
+if [[ "$have_version" == "$BASE_VERSION" ]]; then
+    say "base image $BASE_IMAGE (version $BASE_VERSION) is there"
     exit 0
 fi
-as_root "the base image $BASE_IMAGE is missing"
+as_root "the base image $BASE_IMAGE (version $BASE_VERSION) is missing"
 if ! command -v debootstrap >/dev/null 2>&1; then
     say "installing debootstrap"
     apt_install debootstrap
@@ -79,10 +83,11 @@ fi
 root_dir="$(mktemp -d /tmp/runctl-bookworm.XXXXXX)"
 trap 'rm -rf "$root_dir" "$root_dir.log"' EXIT
 say "building $BASE_IMAGE with debootstrap (about a minute)"
-if ! debootstrap --variant=minbase --include=python3 bookworm "$root_dir" >"$root_dir.log" 2>&1; then
+if ! debootstrap --variant=minbase --include=python3,python3-numpy bookworm "$root_dir" >"$root_dir.log" 2>&1; then
     say "debootstrap failed; the end of its log:"
     tail -n 20 "$root_dir.log" >&2
     exit 1
 fi
-tar -C "$root_dir" -c . | docker import - "$BASE_IMAGE" >/dev/null
+tar -C "$root_dir" -c . |
+    docker import --change "LABEL runctl.base-version=$BASE_VERSION" - "$BASE_IMAGE" >/dev/null
 say "base image $BASE_IMAGE imported"

@@ -281,7 +281,7 @@ class Compute(Construct):
 
     def _grant_image_pull(self, repository_arns: Sequence[str]) -> None:
         """Container runs (issue #12): the agent logs in to ECR and pulls the run's image, from
-        the stack's repository or one of runctl:pull_repositories; no push, no other repository."""
+        the stack's repository or one of runctl:pullRepositories; no push, no other repository."""
         role = self.instance_role
         role.add_to_policy(
             iam.PolicyStatement(

@@ -27,8 +27,8 @@ KEY_ROUTE_TABLE_IDS: Final = f"{PREFIX}routeTableIds"
 KEY_ENDPOINT_SUBNET_IDS: Final = f"{PREFIX}endpointSubnetIds"
 KEY_PUBLIC_IP: Final = f"{PREFIX}publicIp"
 # Container images (issue #12), named as issue #12 names them.
-KEY_IMAGES_KEEP: Final = f"{PREFIX}images_keep"
-KEY_PULL_REPOSITORIES: Final = f"{PREFIX}pull_repositories"
+KEY_IMAGES_KEEP: Final = f"{PREFIX}imagesKeep"
+KEY_PULL_REPOSITORIES: Final = f"{PREFIX}pullRepositories"
 
 # runctl:publicIp: whether an instance's network interface gets a public IPv4 address.
 PUBLIC_IP_CHOICES: Final = ("auto", "always", "never")

@@ -13,26 +13,34 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambdas.constants import (
+    BUILD_ENV_BUILD_ARGS,
+    BUILD_ENV_CONTEXT_URI,
+    BUILD_ENV_DOCKERFILE,
+    BUILD_ENV_IMAGE_URI,
+    BUILD_ENV_REGISTRY,
+    BUILD_ENV_REPOSITORY_URI,
+    CONTEXTS_PREFIX,
+)
+from lambdas.logic.image_builds import BUILD_TIMEOUT_SECONDS
 from stacks.nag_acknowledgements import (
     NO_RESOURCE_SCOPE,
     acknowledge,
     acknowledge_resource_wildcard,
 )
 
-# Build contexts, contexts/<sha256>.tar.gz, uploaded content-addressed by the client.
-CONTEXTS_PREFIX: Final = "contexts/"
-BUILD_TIMEOUT: Final = Duration.minutes(60)
+BUILD_TIMEOUT: Final = Duration.seconds(BUILD_TIMEOUT_SECONDS)
 # x86_64 (Ubuntu 22.04, Docker); arm64 images would need an ARM build environment (later).
 BUILD_IMAGE: Final = codebuild.LinuxBuildImage.STANDARD_7_0
 
-# What the caller (BuildImage) passes per build, by StartBuild's environmentVariablesOverride.
-ENV_CONTEXT_URI: Final = "RUNCTL_CONTEXT_URI"  # s3://<bucket>/contexts/<sha256>.tar.gz
-ENV_DOCKERFILE: Final = "RUNCTL_DOCKERFILE"  # relative to the context root (a user string)
-ENV_BUILD_ARGS: Final = "RUNCTL_BUILD_ARGS"  # a JSON object of build args (user strings)
-ENV_IMAGE_URI: Final = "RUNCTL_IMAGE_URI"  # <repository uri>:<tag>
-# Set by the project itself: where the build may log in and push.
-ENV_REGISTRY: Final = "RUNCTL_REGISTRY"
-ENV_REPOSITORY_URI: Final = "RUNCTL_REPOSITORY_URI"
+# What the caller (BuildImage) passes per build, by StartBuild's environmentVariablesOverride,
+# and what the project sets itself (lambdas/constants.py).
+ENV_CONTEXT_URI: Final = BUILD_ENV_CONTEXT_URI
+ENV_DOCKERFILE: Final = BUILD_ENV_DOCKERFILE
+ENV_BUILD_ARGS: Final = BUILD_ENV_BUILD_ARGS
+ENV_IMAGE_URI: Final = BUILD_ENV_IMAGE_URI
+ENV_REGISTRY: Final = BUILD_ENV_REGISTRY
+ENV_REPOSITORY_URI: Final = BUILD_ENV_REPOSITORY_URI
 
 WORK_DIR: Final = "/tmp/runctl-build"  # noqa: S108 - inside the build's own fresh container
 CONTEXT_DIR: Final = f"{WORK_DIR}/context"
@@ -139,7 +147,7 @@ class Images(Construct):
             encryption=ecr.RepositoryEncryption.AES_256,
             lifecycle_rules=[
                 ecr.LifecycleRule(
-                    description=f"keep the newest {images_keep} images (runctl:images_keep)",
+                    description=f"keep the newest {images_keep} images (runctl:imagesKeep)",
                     tag_status=ecr.TagStatus.ANY,
                     max_image_count=images_keep,
                 )
@@ -154,7 +162,7 @@ class Images(Construct):
         )
         # <account>.dkr.ecr.<region>.amazonaws.com/<name> (ECR's own attribute, one GetAtt).
         self.repository_uri: str = repository.attr_repository_uri
-        # The repositories the instances may pull from: this one and runctl:pull_repositories
+        # The repositories the instances may pull from: this one and runctl:pullRepositories
         # (names in this account and region, or whole ARNs).
         self.extra_pull_repository_arns: tuple[str, ...] = tuple(
             name

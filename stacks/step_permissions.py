@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 
-from lambdas.constants import CODE_PREFIX, RUNS_PREFIX, TAG_MANAGED
+from lambdas.constants import CODE_PREFIX, CONTEXTS_PREFIX, RUNS_PREFIX, TAG_MANAGED
 from lambdas.functions import START_PIPELINE_RUN
 from lambdas.models.pipeline import Pipeline
 from stacks.compute import Compute
@@ -211,6 +211,14 @@ class StepPermissions(FunctionPermissions):
             ["s3:GetObject"],
             [self._bucket.arn_for_objects(f"{CODE_PREFIX}*")],
             wildcard_reason="code/ holds every code archive, named by content hash at submit time",
+        )
+        self._allow(
+            function,
+            "HeadBuildContext",
+            ["s3:GetObject"],
+            [self._bucket.arn_for_objects(f"{CONTEXTS_PREFIX}*")],
+            wildcard_reason="contexts/ holds every Docker build context, named by content hash "
+            "at submit time",
         )
         self._allow(
             function,

@@ -18,6 +18,7 @@ from lambdas.logic.agent_commands import (
     install_agent_script,
     start_agent_script,
 )
+from lambdas.logic.containers import agent_container
 from lambdas.logic.stopping import ensure_not_stopped
 from lambdas.models.steps import BootstrapInfo, StartAgentInput, StepInput
 
@@ -56,6 +57,7 @@ def agent_config(request: StartAgentInput, env: LambdaEnv, region: str) -> dict[
         "instance_type": request.instance.instance_type,
         "image": request.instance.image.model_dump(mode="json") if request.instance.image else None,
         "spec": run.spec.model_dump(mode="json"),
+        "container": agent_container(run.spec, env),
     }
 
 

@@ -48,6 +48,7 @@ END_REASON_BY_ERROR = {
     "InstanceStartTimeout": EndReason.START_TIMEOUT,
     "InstanceLost": EndReason.INSTANCE_LOST,
     "BootstrapFailed": EndReason.BOOTSTRAP_FAILED,
+    "ImageBuildFailed": EndReason.ENVIRONMENT_FAILED,  # before any instance was launched
     "AgentStartFailed": EndReason.AGENT_FAILED,  # StartAgent saw no agent process start
     ERROR_INSTANCE_LOST: EndReason.INSTANCE_LOST,
     ERROR_INTERRUPTED: EndReason.SPOT_INTERRUPTED,  # or rebalance: the cause says which

@@ -10,7 +10,14 @@ FAST_POLL_SECONDS = 30
 MAX_POLL_SECONDS = 60
 
 
-def next_poll_seconds(base_seconds: int, waited_seconds: float) -> int:
+# An image build takes minutes to an hour and happens once per run: its polls may back off
+# further (a build's history cost counts toward the run's, bench/history.py).
+MAX_BUILD_POLL_SECONDS = 600
+
+
+def next_poll_seconds(
+    base_seconds: int, waited_seconds: float, max_seconds: int = MAX_POLL_SECONDS
+) -> int:
     if waited_seconds < FAST_POLL_SECONDS:
         return base_seconds
-    return max(base_seconds, min(MAX_POLL_SECONDS, int(waited_seconds / 3)))
+    return max(base_seconds, min(max_seconds, int(waited_seconds / 3)))

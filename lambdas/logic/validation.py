@@ -15,7 +15,8 @@ from lambdas.integrations.instance_types import (
     ami_architecture,
     describe_instance_types,
 )
-from lambdas.logic.images import incompatibility, is_ami_id
+from lambdas.logic.containers import container_problem
+from lambdas.logic.images import InstanceTypeInfo, incompatibility, is_ami_id
 from lambdas.models.run_spec import RunSpec, describe_validation_error, split_s3_uri
 from lambdas.models.steps import RunContext, ValidateInput
 
@@ -39,8 +40,13 @@ def validate_run(request: ValidateInput, env: LambdaEnv, s3: Any, ec2: Any) -> R
         raise RunSpecInvalid(f"RunSpec is invalid: {describe_validation_error(error)}") from error
     if spec.instance_types is None:
         spec = spec.model_copy(update={"instance_types": list(env.DEFAULT_INSTANCE_TYPES)})
-    _check_instance_types_and_image(spec, ec2)
+    infos = _check_instance_types_and_image(spec, ec2)
+    problem = container_problem(spec, env, infos)
+    if problem:
+        raise RunSpecInvalid(problem)
     _check_code_exists(spec, s3)
+    if spec.container is not None and spec.container.build is not None:
+        _check_object("container.build.context.s3_uri", spec.container.build.context.s3_uri, s3)
     _check_data_exists(spec, s3)
     return RunContext(
         run_id=request.run_id,
@@ -52,13 +58,17 @@ def validate_run(request: ValidateInput, env: LambdaEnv, s3: Any, ec2: Any) -> R
 
 
 def _check_code_exists(spec: RunSpec, s3: Any) -> None:
-    bucket, key = split_s3_uri(spec.code.s3_uri)
+    _check_object("code.s3_uri", spec.code.s3_uri, s3)
+
+
+def _check_object(field: str, uri: str, s3: Any) -> None:
+    bucket, key = split_s3_uri(uri)
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
         code = error.response["Error"]["Code"]
         reason = "no such object" if code in {"404", "NoSuchKey", "NotFound"} else code
-        raise RunSpecInvalid(f"code.s3_uri: cannot read {spec.code.s3_uri} ({reason})") from error
+        raise RunSpecInvalid(f"{field}: cannot read {uri} ({reason})") from error
 
 
 def _check_data_exists(spec: RunSpec, s3: Any) -> None:
@@ -75,8 +85,9 @@ def _check_data_exists(spec: RunSpec, s3: Any) -> None:
             raise RunSpecInvalid(f"data.{index}.s3_uri: no objects under {item.s3_uri}")
 
 
-def _check_instance_types_and_image(spec: RunSpec, ec2: Any) -> None:
-    """Every instance type exists here, and the image suits each (before anything is created)."""
+def _check_instance_types_and_image(spec: RunSpec, ec2: Any) -> dict[str, InstanceTypeInfo]:
+    """Every instance type exists here, and the image suits each (before anything is created);
+    the types' facts."""
     names = list(spec.instance_types or [])
     try:
         infos = describe_instance_types(ec2, names)
@@ -91,6 +102,7 @@ def _check_instance_types_and_image(spec: RunSpec, ec2: Any) -> None:
         problem = incompatibility(spec.image, infos[name], ami_arch)
         if problem:
             raise RunSpecInvalid(f"image: {problem} (instance_types.{index})")
+    return infos
 
 
 def _ami_architecture(image_id: str, ec2: Any) -> str | None:

@@ -134,6 +134,16 @@ class MetricSummary(BaseModel):
 SETUP_ATTEMPTS_KEPT = 10
 
 
+class ImageRecord(BaseModel):
+    """A container run's image (BuildImage writes it; the agent's digest is per attempt)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    uri: str
+    digest: str | None = None
+    build_id: str | None = Field(default=None, description="the CodeBuild build that made it")
+
+
 class RunRecord(BaseModel):
     """One item of the runs table, keyed by run_id."""
 
@@ -167,6 +177,7 @@ class RunRecord(BaseModel):
     interrupted_by: str | None = Field(
         default=None, description="set by the agent with CHECKPOINTING: what notice it got"
     )
+    image: ImageRecord | None = None
     setup: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description=(

@@ -206,3 +206,23 @@ class StopRunOutput(_Payload):
     run_id: str
     action: Literal["agent-asked-to-stop", "stopping-before-training", "already-finished"]
     message: str
+
+
+class ImageBuildProbe(_Payload):
+    """`$.image_build`: the run's image, and the build that makes it while it is not there."""
+
+    ready: bool
+    image_uri: str
+    digest: str | None = None
+    build_id: str | None = None
+    started_at: float | None = Field(default=None, description="when polling began (epoch s)")
+    detail: str = ""
+    wait_seconds: int = Field(default=1, ge=1, description="before the next poll (when not ready)")
+
+
+class BuildImageInput(_Payload):
+    """BuildImage's input: the run, and its previous poll's answer (None on the first)."""
+
+    run: RunContext
+    build: ImageBuildProbe | None = None
+    poll_seconds: int = Field(default=10, ge=1)

@@ -70,6 +70,7 @@ class Submission:
     uploaded_bytes: int  # 0 when the same code was uploaded before
     files: int
     plan: RunPlan
+    context_uploaded_bytes: int = 0  # the build context's; 0 when unchanged (or no build)
 
 
 @dataclass(frozen=True)
@@ -173,14 +174,17 @@ class Client:
         package = package_directory(plan.project_root)
         with aws_errors("submitting the run"):
             code_uri, uploaded = self.upload_code(package)
-            spec = plan.spec(code_uri, package.sha256, source_info(plan.project_root))
+            context, context_bytes = plan.upload_context(self.upload_code)
+            spec = plan.spec(
+                code_uri, package.sha256, source_info(plan.project_root), context=context
+            )
             run_id = run_id or new_run_id()
             self._sfn.start_execution(
                 stateMachineArn=self.outputs.state_machine_arn,
                 name=run_id,
                 input=json.dumps(spec.model_dump(mode="json", exclude_none=True)),
             )
-        return Submission(run_id, spec, code_uri, uploaded, len(package.files), plan)
+        return Submission(run_id, spec, code_uri, uploaded, len(package.files), plan, context_bytes)
 
     def upload_code(self, package: CodePackage) -> tuple[str, int]:
         """Put the archive under its hash; the bytes uploaded (0 when it was there already)."""
@@ -198,7 +202,8 @@ class Client:
         state_machine = self._sweep_state_machine()
         with aws_errors("starting the sweep"):
             code_uri, uploaded = self.upload_code(prepared.package)
-            spec = prepared.spec(code_uri)
+            context, _ = prepared.plan.upload_context(self.upload_code)
+            spec = prepared.spec(code_uri, context=context)
             start_sweep(self._sfn, state_machine, spec, prepared.sweep_id)
         return SweepSubmission(
             prepared.sweep_id,
@@ -342,6 +347,8 @@ class Client:
                         trace=failure_trace(state.cause),
                     )
                 if record is not None:  # (None: submitted, not yet recorded)
+                    if attempt == 1:
+                        yield from reader.read_build(record)
                     for number in range(attempt, record.attempt + 1):
                         yield from reader.read(number)
                     attempt = record.attempt

@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdas.constants import log_stream_name
 from lambdas.dal.runs_table import RunsTable
+from lambdas.logic.image_builds import build_log_stream
 from lambdas.models.run_record import FINAL_STATUSES, Attempt, RunRecord
 
 METRIC_PREFIX = "RUNCTL_METRIC "
@@ -57,15 +58,26 @@ def describe_refusals(attempt: Attempt) -> str | None:
     return "launched after: " + "; ".join(attempt.refused)
 
 
+# LogLine.attempt of the image build's lines (they come before attempt 1's).
+BUILD_LINES = 0
+
+
 @dataclass(frozen=True)
 class LogLine:
-    attempt: int
+    attempt: int  # BUILD_LINES for the container image's build
     message: str
     timestamp_ms: int | None = None
 
 
+def build_stream_name(run_id: str, build_id: str) -> str:
+    """CodeBuild's stream for the run's image build: the stream name BuildImage gave
+    (lambdas/logic/image_builds.py) and the build's uuid ('<project>:<uuid>')."""
+    return f"{build_log_stream(run_id)}/{build_id.rsplit(':', 1)[-1]}"
+
+
 class LogReader:
-    """Reads each attempt's CloudWatch stream `<run_id>/<attempt>` from where it left off."""
+    """Reads each attempt's CloudWatch stream `<run_id>/<attempt>` (and the image build's) from
+    where it left off."""
 
     def __init__(self, logs: Any, log_group: str, run_id: str) -> None:
         self.logs = logs
@@ -73,13 +85,23 @@ class LogReader:
         self.run_id = run_id
         self._tokens: dict[int, str] = {}
 
+    def read_build(self, record: RunRecord) -> list[LogLine]:
+        """New lines of the run's image build ([] when it built nothing)."""
+        image = record.image
+        if image is None or image.build_id is None:
+            return []
+        return self._read(BUILD_LINES, build_stream_name(self.run_id, image.build_id))
+
     def read(self, attempt: int) -> list[LogLine]:
         """New lines of this attempt's stream since the last call ([] before the stream exists)."""
+        return self._read(attempt, log_stream_name(self.run_id, attempt))
+
+    def _read(self, attempt: int, stream: str) -> list[LogLine]:
         lines: list[LogLine] = []
         while True:
             kwargs: dict[str, Any] = {
                 "logGroupName": self.log_group,
-                "logStreamName": log_stream_name(self.run_id, attempt),
+                "logStreamName": stream,
                 "startFromHead": True,
             }
             if attempt in self._tokens:
@@ -147,6 +169,9 @@ class RunFollower:
             if shown != self._attempt_shown:
                 self._attempt_shown = shown
                 self.on_event(RunEvent("attempt", describe_attempt(attempt), {"attempt": attempt}))
+        # The image build's lines come first (its stream stops growing once it ends).
+        if record.attempt == 1:
+            self._emit_logs(self._reader.read_build(record))
         # Finish the previous attempt's stream (its last lines) before the next one's.
         while self._attempt_read <= record.attempt:
             self._emit_logs(self._reader.read(self._attempt_read))

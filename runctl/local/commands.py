@@ -16,7 +16,7 @@ from runctl.client.client import RunState
 from runctl.client.reading import RunReader
 from runctl.client.store import AwsRunStore
 from runctl.data_folders import DataFolder, scan_data_folder
-from runctl.errors import EXIT_INTERRUPTED, SweepNotFound
+from runctl.errors import EXIT_INTERRUPTED, NoContainerEngine, SweepNotFound
 from runctl.local.history import LocalHistory
 from runctl.packaging import CodePackage, package_directory
 from runctl.render import FollowDisplay, console, print_outcome, print_state
@@ -108,6 +108,7 @@ def run(
     except CapacitySpecInvalid as error:
         raise typer.BadParameter(str(error), param_hint="--no-capacity") from error
     plan = plan_run(request, local_data=True)  # fail fast, before starting the emulator
+    _check_container_engine(plan)
     folders = [scan_data_folder(item) for item in plan.local_data]  # an empty one, too
     work_dir = _local(ctx).work_dir
     package = package_directory(plan.project_root)
@@ -122,7 +123,10 @@ def run(
             session.emulator.capacity.refuse(pool)
         code_uri, _ = session.upload_code(package)
         data_uris = _upload_data(session, folders)
-        spec = plan.spec(code_uri, package.sha256, source_info(plan.project_root), data_uris)
+        context, _ = plan.upload_context(session.upload_code)
+        spec = plan.spec(
+            code_uri, package.sha256, source_info(plan.project_root), data_uris, context
+        )
         session.check_data_buckets(spec)
         run_id = session.start(spec.model_dump(mode="json", exclude_none=True), faults=faults)
         console.print(f"started run [bold]{run_id}[/]")
@@ -152,13 +156,15 @@ def sweep(
 
     # Every check, before starting the emulator
     prepared = prepare_sweep(request, sweep, local_data=True)
+    _check_container_engine(prepared.plan)
     folders = [scan_data_folder(item) for item in prepared.plan.local_data]
     sweep_id = prepared.sweep_id
     _say_packaged(prepared.plan, prepared.package)
     work_dir = _local(ctx).work_dir
     with LocalSession(work_dir, LocalSettings()) as session:
         code_uri, _ = session.upload_code(prepared.package)
-        spec = prepared.spec(code_uri, _upload_data(session, folders))
+        context, _ = prepared.plan.upload_context(session.upload_code)
+        spec = prepared.spec(code_uri, _upload_data(session, folders), context)
         session.check_data_buckets(spec.base_spec)
         sweeps = LocalSweeps(session)
         sweeps.start(spec, sweep_id)
@@ -199,6 +205,18 @@ def _wait_or_cancel(sweeps: LocalSweeps, sweep_id: str) -> tuple[SweepOutcome, b
     sweeps.cancel(sweep_id)
     with SweepDisplay(sweep_id) as display:
         return sweeps.wait(sweep_id, timeout, on_progress=display.update), True
+
+
+def _check_container_engine(plan: RunPlan) -> None:
+    """A container run needs this machine's Docker engine: refused without one, before anything
+    starts (local mode never runs the script outside its container)."""
+    if plan.build is None and "container" not in plan.fields:
+        return
+    from runctl.local.container_engine import engine_problem
+
+    problem = engine_problem()
+    if problem is not None:
+        raise NoContainerEngine(f"cannot run this container run locally: {problem}")
 
 
 def _say_packaged(plan: RunPlan, package: CodePackage) -> None:

@@ -15,6 +15,7 @@ from moto.codebuild.models import codebuild_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ssm.models import Parameter, ssm_backends
 
+from lambdas.constants import BUILD_ENV_REGISTRY, BUILD_ENV_REPOSITORY_URI
 from lambdas.functions import (
     CLIENT_FUNCTIONS,
     EVENT_HANDLERS,
@@ -239,8 +240,8 @@ def create_image_build(ecr: Any, name: str, role_arn: str, log_group: str) -> Im
             "computeType": "BUILD_GENERAL1_SMALL",
             "privilegedMode": True,
             "environmentVariables": [
-                {"name": "RUNCTL_REGISTRY", "value": uri.split("/", 1)[0], "type": "PLAINTEXT"},
-                {"name": "RUNCTL_REPOSITORY_URI", "value": uri, "type": "PLAINTEXT"},
+                {"name": BUILD_ENV_REGISTRY, "value": uri.split("/", 1)[0], "type": "PLAINTEXT"},
+                {"name": BUILD_ENV_REPOSITORY_URI, "value": uri, "type": "PLAINTEXT"},
             ],
         },
         service_role=role_arn,

@@ -30,15 +30,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambdas.constants import (
+    BUILD_ENV_BUILD_ARGS,
+    BUILD_ENV_CONTEXT_URI,
+    BUILD_ENV_DOCKERFILE,
+    BUILD_ENV_IMAGE_URI,
+    BUILD_ENV_REPOSITORY_URI,
+)
 from runctl.local.container_engine import engine_problem
 
 # The buildspec's variables (stacks/ sets them per build through environmentVariablesOverride).
-CONTEXT_URI = "RUNCTL_CONTEXT_URI"
-DOCKERFILE = "RUNCTL_DOCKERFILE"
-BUILD_ARGS = "RUNCTL_BUILD_ARGS"
-IMAGE_URI = "RUNCTL_IMAGE_URI"
+CONTEXT_URI = BUILD_ENV_CONTEXT_URI
+DOCKERFILE = BUILD_ENV_DOCKERFILE
+BUILD_ARGS = BUILD_ENV_BUILD_ARGS
+IMAGE_URI = BUILD_ENV_IMAGE_URI
 # Set on the project itself: the one repository its builds may push to.
-REPOSITORY_URI = "RUNCTL_REPOSITORY_URI"
+REPOSITORY_URI = BUILD_ENV_REPOSITORY_URI
 _BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # How long a stopped build's `docker build` gets to end after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 10.0

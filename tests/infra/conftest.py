@@ -179,9 +179,9 @@ CONFIGURED_CONTEXT = {
     "runctl:dataBuckets": ["lab-datasets", "shared.corpora"],
     "runctl:rootVolumeGiB": 250,
     "runctl:heartbeatSeconds": 120,
-    "runctl:images_keep": 12,
+    "runctl:imagesKeep": 12,
     # A repository of this account and region by name, and another account's by ARN.
-    "runctl:pull_repositories": ["team/pytorch", PULL_REPOSITORY_ARN],
+    "runctl:pullRepositories": ["team/pytorch", PULL_REPOSITORY_ARN],
     # One pipeline on the runctl bucket with a schedule, one on a data bucket without.
     "runctl:pipelines": [
         {

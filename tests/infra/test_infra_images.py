@@ -100,7 +100,7 @@ def test_lifecycle_keeps_the_newest_30_images_by_default(synthesized):
         "countNumber": 30,
     }
     assert rule["action"] == {"type": "expire"}
-    assert cdk_json_context()["runctl:images_keep"] == 30
+    assert cdk_json_context()["runctl:imagesKeep"] == 30
 
 
 def test_lifecycle_count_follows_runctl_images_keep(configured):
@@ -389,7 +389,7 @@ def test_instance_role_pulls_from_the_stack_repository_only_by_default(synthesiz
 
 
 def test_runctl_pull_repositories_adds_exactly_those_repositories(configured):
-    # Given runctl:pull_repositories = a name in this account and region, and another ARN
+    # Given runctl:pullRepositories = a name in this account and region, and another ARN
     role = configured.stack.compute.instance_role
     [pull] = [s for s in configured.role_statements(role) if s.get("Sid") == "PullRunImages"]
     named = {
@@ -480,17 +480,17 @@ def test_outputs_name_the_repository_and_the_build_project(synthesized):
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("runctl:images_keep", 0),
-        ("runctl:images_keep", "many"),
-        ("runctl:images_keep", 10_001),
-        ("runctl:images_keep", True),
-        ("runctl:pull_repositories", ["Team/PyTorch"]),
-        ("runctl:pull_repositories", ["team/*"]),
-        ("runctl:pull_repositories", ["arn:aws:ecr:us-east-1:123456789012:repository/*"]),
-        ("runctl:pull_repositories", ["arn:aws:s3:::bucket"]),
-        ("runctl:pull_repositories", ["team/pytorch", "team/pytorch"]),
-        ("runctl:pull_repositories", "[not json"),
-        ("runctl:pull_repositories", {"team": "pytorch"}),
+        ("runctl:imagesKeep", 0),
+        ("runctl:imagesKeep", "many"),
+        ("runctl:imagesKeep", 10_001),
+        ("runctl:imagesKeep", True),
+        ("runctl:pullRepositories", ["Team/PyTorch"]),
+        ("runctl:pullRepositories", ["team/*"]),
+        ("runctl:pullRepositories", ["arn:aws:ecr:us-east-1:123456789012:repository/*"]),
+        ("runctl:pullRepositories", ["arn:aws:s3:::bucket"]),
+        ("runctl:pullRepositories", ["team/pytorch", "team/pytorch"]),
+        ("runctl:pullRepositories", "[not json"),
+        ("runctl:pullRepositories", {"team": "pytorch"}),
     ],
 )
 def test_bad_image_settings_fail_synth_naming_the_key(key, value):
@@ -504,8 +504,8 @@ def test_bad_image_settings_fail_synth_naming_the_key(key, value):
 def test_image_settings_from_the_command_line_are_parsed():
     context = {
         **cdk_json_context(),
-        "runctl:images_keep": "50",
-        "runctl:pull_repositories": f"team/pytorch, {PULL_REPOSITORY_ARN}",
+        "runctl:imagesKeep": "50",
+        "runctl:pullRepositories": f"team/pytorch, {PULL_REPOSITORY_ARN}",
     }
 
     config = RunctlConfig.from_context(context)

@@ -158,3 +158,25 @@ def test_quiet_prints_only_the_run_id(cloud, project):
     run_id = result.output.strip()
     assert run_id.startswith("run-")
     assert _execution_input(cloud, run_id)["entry_point"] == "train.py"
+
+
+def test_a_build_context_is_uploaded_once_under_its_hash_and_named_in_the_spec(cloud, project):
+    (project / "env").mkdir()
+    (project / "env" / "Dockerfile").write_text("FROM python:3.12\nCOPY req.txt /\n")
+    (project / "env" / "req.txt").write_text("numpy\n")
+    client = Client(stack_name=STACK_NAME)
+    request = RunRequest(project / "train.py", build=project / "env" / "Dockerfile")
+
+    first = client.submit(request)
+    (project / "train.py").write_text("print('train v2')\n")  # code changes; the context does not
+    second = client.submit(request)
+
+    assert first.context_uploaded_bytes > 0
+    assert second.context_uploaded_bytes == 0
+    build = _execution_input(cloud, second.run_id)["container"]["build"]
+    sha256 = build["context"]["sha256"]
+    assert build["context"]["s3_uri"] == f"s3://{cloud.stack.bucket}/contexts/{sha256}.tar.gz"
+    assert build["dockerfile"] == "Dockerfile"
+    assert second.spec.container.build.tag == first.spec.container.build.tag  # same image
+    listed = cloud.client("s3").list_objects_v2(Bucket=cloud.stack.bucket, Prefix="contexts/")
+    assert [item["Key"] for item in listed["Contents"]] == [f"contexts/{sha256}.tar.gz"]

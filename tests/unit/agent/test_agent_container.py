@@ -233,3 +233,12 @@ def test_clean_up_removes_the_container_and_the_id_file(
 
     assert process.returncode == -signal.SIGKILL
     assert not process.cidfile.parent.exists()
+
+
+def test_gpus_go_to_the_container_only_when_docker_can_pass_them_through():
+    from instance_agent.container import NVIDIA_HOOK, container_gpus
+
+    with_toolkit = {NVIDIA_HOOK: "/usr/bin/" + NVIDIA_HOOK}
+    assert container_gpus(4, with_toolkit.get) == 4
+    assert container_gpus(4, {}.get) == 0  # GPUs, but no NVIDIA Container Toolkit
+    assert container_gpus(0, with_toolkit.get) == 0

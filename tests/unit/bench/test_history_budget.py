@@ -14,6 +14,7 @@ from bench.history import (
     max_interruptions_cap,
     max_resumes,
     worst_case_boot_polls,
+    worst_case_build_polls,
     worst_case_history_events,
 )
 from lambdas.models.run_spec import MAX_RESUMES, InterruptionPolicy, RunSpec
@@ -51,6 +52,13 @@ def test_a_spec_asking_more_preemptions_and_retries_than_the_history_holds_is_re
                 "retries": {"max_retries": retries},
             }
         )
+
+
+def test_an_image_build_to_codebuild_s_timeout_costs_a_bounded_number_of_polls():
+    # 10 s polls backing off (a third of the time waited, at most 10 min): ~22 calls for an
+    # hour, not 360
+    assert 15 <= worst_case_build_polls() <= 25
+    assert worst_case_history_events(0) >= worst_case_build_polls() * EVENTS_PER_POLL
 
 
 def test_the_cap_is_the_model_s_bound():

@@ -136,3 +136,21 @@ def test_local_run_of_an_empty_or_missing_data_folder_fails_before_anything_is_c
     assert result.exit_code == 2
     assert expected in line
     assert not (project / ".runctl-local").exists()
+
+
+@pytest.mark.parametrize("flags", [["--image", "python:3.12"], ["--build", "Dockerfile"]])
+def test_a_container_run_on_a_machine_without_docker_is_refused_before_anything_starts(
+    project, monkeypatch, flags
+):
+    (project / "Dockerfile").write_text("FROM python:3.12\n")
+    monkeypatch.setenv("PATH", str(project / "no-docker-here"))
+    work_dir = project / "work"
+
+    result = CliRunner().invoke(
+        app, ["local", "--work-dir", str(work_dir), "run", "train.py", *flags]
+    )
+
+    line = _one_line_error(result)
+    assert "cannot run this container run locally" in line
+    assert "No `docker` command on PATH" in line and "make container-engine" in line
+    assert not work_dir.exists()  # no local session (emulator, instances) was started

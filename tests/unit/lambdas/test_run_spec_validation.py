@@ -67,6 +67,14 @@ def test_given_full_spec_when_validated_then_every_field_is_kept():
             "grace_seconds": 60,
             "signal_checkpoint": True,
         },
+        "container": {
+            "image": None,
+            "build": {
+                "context": {"s3_uri": "s3://my-bucket/contexts/c.tar.gz", "sha256": "1" * 64},
+                "dockerfile": "docker/Dockerfile",
+                "args": {"CUDA": "12.4"},
+            },
+        },
         "retries": {"max_retries": 2, "on_exit_codes": [137, 139]},
         "checkpoints": {"keep": 5},
         "experiment": "resnet-sweep_1",
