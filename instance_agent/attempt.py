@@ -34,6 +34,7 @@ from .container import (
     agent_user,
     container_gpus,
     container_name,
+    docker_failed,
     start_container,
 )
 from .ending import AttemptEnding
@@ -578,7 +579,11 @@ class AttemptRunner:
             message = f"the script was killed by signal {name} (exit code {code})"
         else:
             message = f"the script exited with code {code}"
-        if code != 0:
+        stderr = self.output.stderr_tail.text() if self.output is not None else ""
+        if code != 0 and isinstance(self.process, ContainerProcess) and docker_failed(code, stderr):
+            outcome = ENVIRONMENT_FAILED  # the script never ran: the image cannot run it
+            message = f"docker could not run the script in its image (exit code {code})"
+        elif code != 0:
             outcome = SCRIPT_FAILED
         elif problems:
             outcome = AGENT_FAILED

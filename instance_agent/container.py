@@ -110,6 +110,27 @@ def container_gpus(nvidia_gpus: int, which: Callable[[str], str | None] = shutil
     return nvidia_gpus
 
 
+# `docker run`'s own exit codes (docker run reference, "Exit status"): 125 the daemon failed,
+# 126 the command cannot be invoked, 127 the command cannot be found. A script may exit with them
+# too, so 126 and 127 count as docker's only with docker's words on stderr.
+_DOCKER_EXIT_CODES = frozenset({125, 126, 127})
+# (with --init, tini execs the command and says so itself: "[FATAL tini (7)] exec python9 failed")
+_DOCKER_WORDS = (
+    "docker: Error response from daemon",
+    "OCI runtime",
+    "executable file not found",
+    "[FATAL tini",
+)
+
+
+def docker_failed(exit_code: int, stderr: str) -> bool:
+    """Whether `docker run` itself failed (the image cannot run the script: no such interpreter,
+    a bad option), rather than the script exiting with that code."""
+    if exit_code not in _DOCKER_EXIT_CODES:
+        return False
+    return exit_code == 125 or any(words in stderr for words in _DOCKER_WORDS)
+
+
 def container_name(run_id: str, attempt: int) -> str:
     """A name docker accepts (run ids are [A-Za-z0-9._-], checked in config.py)."""
     return f"runctl-{run_id}-{attempt}"

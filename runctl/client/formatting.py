@@ -78,10 +78,24 @@ def describe_environment(phase: dict[str, Any] | None) -> str:
     if not phase:
         return "-"
     action = str(phase.get("action") or "?")
+    if action == "container":
+        return describe_container(phase)
     if action == "none":
         return "image's Python (no requirements.txt)"
     installer = f" ({phase['installer']})" if phase.get("installer") else ""
     return f"{action} in {_seconds(phase.get('seconds'))}{installer}"
+
+
+def describe_container(phase: dict[str, Any]) -> str:
+    """'container train:v3 (sha256:0a1b2c3d4e5f), pulled in 41.0 s' or '..., on the instance'."""
+    digest = str(phase.get("digest") or "")
+    short = f" ({digest[:19]})" if digest else ""
+    got = (
+        f"pulled in {_seconds(phase.get('pull_seconds'))}"
+        if phase.get("pulled")
+        else ("on the instance" if digest else "not ready")
+    )
+    return f"container {phase.get('image') or '?'}{short}, {got}"
 
 
 def describe_gpu(phase: dict[str, Any] | None) -> str:

@@ -221,3 +221,32 @@ def test_an_interruption_reaches_the_script_in_its_container_and_the_run_resumes
     assert first["action"] == second["action"] == "container"
     assert (first["image"], first["digest"]) == (second["image"], second["digest"])
     assert second["pulled"] is False  # the content-tagged image was there: nothing pulled
+
+
+def test_a_given_image_runs_the_script_and_one_without_its_interpreter_ends_environment_failed(
+    containers: ContainerRunner,
+):
+    # Given an image named by the RunSpec (not built): the engine has it, no registry answers
+    script = "import numpy\nprint('RUNCTL_METRIC {\"numpy\": 1}')\n"
+    ran = containers.run_spec(containers.spec(script, container={"image": BASE_IMAGE}))
+
+    # Then it ran in that image (its pull failed, so the copy on the instance was used)
+    assert ran.record.status is RunStatus.SUCCEEDED, (ran.error, ran.cause)
+    assert ran.record.final_metrics == {"numpy": 1}
+    phase = ran.record.setup["1"]["environment"]
+    assert (phase["image"], phase["pulled"]) == (BASE_IMAGE, False)
+    assert ran.record.image is None  # nothing was built
+
+    # When the RunSpec names an interpreter the image does not have
+    failed = containers.run_spec(
+        containers.spec(script, container={"image": BASE_IMAGE}, interpreter="python9")
+    )
+
+    # Then docker's failure is told apart from the script's: environment-failed, not retried
+    assert failed.record.status is RunStatus.FAILED
+    assert failed.record.end_reason is EndReason.ENVIRONMENT_FAILED
+    assert "docker could not run the script in its image (exit code 127)" in (
+        failed.record.error or ""
+    )
+    assert "python9" in (failed.record.stderr_tail or "")
+    assert list(failed.record.attempts) == ["1"]

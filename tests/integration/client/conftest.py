@@ -53,9 +53,11 @@ class CloudFixture:
             Bucket=self.stack.bucket, Key=metrics_key(run_id, attempt), Body=body.encode()
         )
 
-    def put_logs(self, run_id: str, attempt: int, lines: list[str]) -> None:
+    def put_logs(
+        self, run_id: str, attempt: int, lines: list[str], stream: str | None = None
+    ) -> None:
         logs = self.client("logs")
-        stream = log_stream_name(run_id, attempt)
+        stream = stream or log_stream_name(run_id, attempt)
         now_ms = int(time.time() * 1000)  # CloudWatch drops events older than 14 days
         logs.create_log_stream(logGroupName=self.stack.log_group, logStreamName=stream)
         logs.put_log_events(

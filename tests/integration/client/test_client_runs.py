@@ -7,7 +7,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from lambdas.models.run_record import Attempt, AttemptCost, MetricSummary, RunCost
+from lambdas.models.run_record import Attempt, AttemptCost, ImageRecord, MetricSummary, RunCost
 from runctl.cli import app
 from runctl.client import Client, RunNotFound, RunRequest
 from runctl.client.plotting import curve_id
@@ -172,6 +172,33 @@ def test_logs_print_every_attempt_in_order(cloud):
     assert result.exit_code == 0, result.output
     lines = [line.strip() for line in result.output.splitlines()]
     assert lines == ["first attempt", "interrupted", "── attempt 2 ──", "resumed", "done"]
+
+
+def test_logs_print_the_image_build_before_the_attempts(cloud):
+    build_id = "runctl-image-build:0f1e2d3c-aaaa-bbbb-cccc-000000000001"
+    built = record("run-a", attempt=1).model_copy(
+        update={"image": ImageRecord(uri="r/images:abc", build_id=build_id)}
+    )
+    cloud.put_record(built)
+    cloud.put_logs(
+        "run-a",
+        0,
+        ["Step 1/2 : FROM base", "Successfully built 1234"],
+        stream="run-a/build/0f1e2d3c-aaaa-bbbb-cccc-000000000001",
+    )
+    cloud.put_logs("run-a", 1, ["training"])
+
+    result = CliRunner().invoke(app, ["logs", "run-a"])
+
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert lines == [
+        "── image build ──",
+        "Step 1/2 : FROM base",
+        "Successfully built 1234",
+        "── attempt 1 ──",
+        "training",
+    ]
 
 
 def test_logs_follow_ends_when_the_run_is_final(cloud):

@@ -242,3 +242,24 @@ def test_gpus_go_to_the_container_only_when_docker_can_pass_them_through():
     assert container_gpus(4, with_toolkit.get) == 4
     assert container_gpus(4, {}.get) == 0  # GPUs, but no NVIDIA Container Toolkit
     assert container_gpus(0, with_toolkit.get) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr", "docker_s"),
+    [
+        (125, "docker: invalid reference format.", True),
+        (
+            127,
+            'docker: Error response from daemon: exec: "python3": executable file not found',
+            True,
+        ),
+        (127, "[FATAL tini (7)] exec python9 failed: No such file or directory", True),
+        (127, "my script exits 127 on purpose", False),
+        (126, "", False),
+        (1, "docker: Error response from daemon: whatever", False),
+    ],
+)
+def test_docker_s_own_exit_codes_are_told_from_the_script_s(code, stderr, docker_s):
+    from instance_agent.container import docker_failed
+
+    assert docker_failed(code, stderr) is docker_s

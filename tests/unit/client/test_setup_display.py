@@ -34,6 +34,27 @@ def _record() -> RunRecord:
             "installed in 12m34s (pip)",
         ),
         ({"action": "none", "seconds": 0}, "image's Python (no requirements.txt)"),
+        (
+            {
+                "action": "container",
+                "image": "r/train:v3",
+                "digest": "sha256:" + "0a" * 32,
+                "pull_seconds": 41.04,
+                "pulled": True,
+            },
+            "container r/train:v3 (sha256:0a0a0a0a0a0a), pulled in 41.0 s",
+        ),
+        (
+            {
+                "action": "container",
+                "image": "r/train:v3",
+                "digest": "sha256:" + "0a" * 32,
+                "pull_seconds": 0,
+                "pulled": False,
+            },
+            "container r/train:v3 (sha256:0a0a0a0a0a0a), on the instance",
+        ),
+        ({"action": "container", "image": "r/train:v3"}, "container r/train:v3, not ready"),
         (None, "-"),
     ],
 )
