@@ -33,6 +33,7 @@ from .container import (
     ContainerRun,
     agent_user,
     container_gpus,
+    container_labels,
     container_name,
     docker_failed,
     start_container,
@@ -308,6 +309,7 @@ class AttemptRunner:
             env=build_env({}, spec, config.run_id, config.attempt, dirs, resume_from),
             nvidia_gpus=container_gpus(config.image.nvidia_gpus),
             user=agent_user(),
+            labels=container_labels(config.run_id, config.attempt, self.home),
         )
         return lambda: start_container(run, os.environ)
 

@@ -87,6 +87,9 @@ class ContainerRun:
     env: dict[str, str] = field(default_factory=dict)  # the script's variables only
     nvidia_gpus: int = 0
     user: str | None = None  # "uid:gid"; None: the image's own user (see agent_user())
+    # `docker ps --filter label=...` finds a run's containers (local mode: an instance's, to
+    # remove them when it "terminates", as EC2 takes them with the machine).
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 # What `docker run --gpus` needs on the host: the NVIDIA Container Toolkit's prestart hook
@@ -131,6 +134,15 @@ def docker_failed(exit_code: int, stderr: str) -> bool:
     return exit_code == 125 or any(words in stderr for words in _DOCKER_WORDS)
 
 
+LABEL_RUN_ID = "runctl.run-id"
+LABEL_ATTEMPT = "runctl.attempt"
+LABEL_HOME = "runctl.home"  # the agent's RUNCTL_HOME: which (local) instance runs it
+
+
+def container_labels(run_id: str, attempt: int, home: Path) -> dict[str, str]:
+    return {LABEL_RUN_ID: run_id, LABEL_ATTEMPT: str(attempt), LABEL_HOME: str(home.resolve())}
+
+
 def container_name(run_id: str, attempt: int) -> str:
     """A name docker accepts (run ids are [A-Za-z0-9._-], checked in config.py)."""
     return f"runctl-{run_id}-{attempt}"
@@ -152,6 +164,8 @@ def docker_run_argv(
     if cidfile is not None:
         argv += ["--cidfile", str(cidfile)]
     argv += ["--network", "host", "--ipc", "host"]
+    for key, value in run.labels.items():
+        argv += ["--label", f"{key}={value}"]
     if run.nvidia_gpus > 0:
         argv += ["--gpus", "all"]
     if run.user is not None:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import psutil
 
+from instance_agent.container import LABEL_HOME
 from instance_agent.workdir import OWNER_FILE, WORK_ROOT_ENV
 from runctl.local.images import INTERPRETERS_ENV, fake_nvidia_smi, local_interpreters
 from runctl.local.imds import LocalImds
@@ -146,6 +147,9 @@ class LocalInstance:
             # Again until none is left: a command already running may fork after a look (the
             # install starting the agent), and a killed process lingers until it is reaped.
             deadline = time.monotonic() + _TERMINATE_SECONDS
+            # A `docker run` on it: its container is not its child, and outlives it unless
+            # removed (EC2 takes it with the machine).
+            ran_containers = any(_is_docker_cli(process) for process in self.processes())
             while (processes := self.processes()) and time.monotonic() < deadline:
                 for process in processes:
                     try:
@@ -153,6 +157,8 @@ class LocalInstance:
                     except psutil.NoSuchProcess:
                         continue
                 psutil.wait_procs(processes, timeout=0.5)
+            if ran_containers:
+                remove_containers(self._resolved_home)
             self.imds.stop()
             self._ended = True
             self._in_use.close()
@@ -232,6 +238,13 @@ class LocalFleet:
     def shutdown(self) -> None:
         for instance in self.running():
             instance.terminate()
+
+
+def _is_docker_cli(process: psutil.Process) -> bool:
+    try:
+        return process.name() == "docker"
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
 
 
 def _marked_processes() -> Iterator[tuple[psutil.Process, str]]:
@@ -373,3 +386,46 @@ def instance_base_env(endpoint: str, region: str, root: Path) -> dict[str, str]:
         "AWS_DEFAULT_REGION": region,
         "AWS_ENDPOINT_URL": endpoint,
     }
+
+
+def remove_containers(home: Path, settle_seconds: float = 1.0) -> list[str]:
+    """The containers an instance's agent started (labelled with its home: container.py), removed
+    as EC2 takes them with the machine; the ids removed. Nothing without a Docker CLI.
+
+    A `docker run` killed with the instance may have asked the daemon for its container just
+    before: the daemon still makes it. So the instance looks again until a look `settle_seconds`
+    after the last removal finds none."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return []
+    removed: list[str] = []
+    deadline = time.monotonic() + _TERMINATE_SECONDS
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            listed = subprocess.run(
+                [docker, "ps", "-aq", "--filter", f"label={LABEL_HOME}={home}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            ids = listed.stdout.split()
+            if ids:
+                subprocess.run(
+                    [docker, "rm", "--force", *ids],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            logger.warning("cannot remove the containers of %s: %s", home, error)
+            return removed
+        if ids:
+            removed += ids
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle_seconds:
+            return removed
+        time.sleep(0.2)
+    return removed

@@ -250,3 +250,51 @@ def test_a_given_image_runs_the_script_and_one_without_its_interpreter_ends_envi
     )
     assert "python9" in (failed.record.stderr_tail or "")
     assert list(failed.record.attempts) == ["1"]
+
+
+def _containers_of(run_id: str) -> list[str]:
+    """Every container (running or not) of the run, by the agent's label."""
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=runctl.run-id={run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listed.stdout.split()
+
+
+# Attempt 1 runs long and touches no file (so losing the run directory does not end it too);
+# attempt 2 ends at once.
+LONG_FIRST_ATTEMPT = """
+    import os, time
+    print("started", flush=True)
+    if os.environ["RUNCTL_ATTEMPT"] == "1":
+        time.sleep(120)
+"""
+
+
+def test_a_lost_instance_takes_its_container_with_it_and_the_run_resumes(
+    containers: ContainerRunner, wait_for_record
+):
+    # Given a container run whose first attempt would go on for two minutes
+    spec = containers.spec(LONG_FIRST_ATTEMPT, container={"image": BASE_IMAGE})
+
+    # When its instance is lost without a warning a second into the script
+    run_id = containers.session.start(spec, faults=[Fault("kill", 1, when_status="RUNNING")])
+    wait_for_record(containers.session, run_id, lambda record: record.attempt == 2)
+
+    # Then attempt 1's container went with its instance (as on EC2), and attempt 2 ran
+    labels = [
+        subprocess.run(
+            ["docker", "inspect", "-f", '{{index .Config.Labels "runctl.attempt"}}', cid],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        for cid in _containers_of(run_id)
+    ]
+    assert "1" not in labels
+    outcome = containers.session.wait(run_id, timeout_seconds=240)
+    assert outcome.record.status is RunStatus.SUCCEEDED, (outcome.error, outcome.cause)
+    assert outcome.record.attempts["1"].end_reason is EndReason.INSTANCE_LOST
+    assert _containers_of(run_id) == []
