@@ -204,7 +204,8 @@ class BuildJob:
             real_context + os.sep
         ):
             raise BuildFailed(f"{DOCKERFILE} {inputs.dockerfile!r} is not inside the build context")
-        argv = ["docker", "build", "-f", str(dockerfile)]
+        # --force-rm: a failed step leaves no intermediate container (the legacy builder would).
+        argv = ["docker", "build", "--force-rm", "-f", str(dockerfile)]
         for name, value in inputs.build_args.items():
             argv += ["--build-arg", f"{name}={value}"]
         argv += ["-t", inputs.image_uri, str(context)]
