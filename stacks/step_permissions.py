@@ -256,7 +256,7 @@ class StepPermissions(FunctionPermissions):
             ["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
             [images.project.project_arn],
         )
-        # A failed build's last lines, from its stream <run_id>/build/<build uuid>.
+        # A failed build's last lines, from its stream builds/<tag>/<build uuid>.
         self._allow(
             function,
             "ReadBuildLog",

@@ -29,13 +29,15 @@ BUILD_TIMEOUT_SECONDS = 60 * 60
 # The build's log lines quoted when it fails: enough for docker's error and what led to it.
 FAILURE_LINES = 12
 FAILURE_CHARS = 2000
-BUILD_STREAM_SUFFIX = "build"
+BUILD_STREAM_PREFIX = "builds"
 
 
-def build_log_stream(run_id: str) -> str:
+def build_log_stream(tag: str) -> str:
     """The build's log stream name as given to CodeBuild (which appends '/<build uuid>'), in the
-    run log group beside the attempts' '<run_id>/<attempt>' streams."""
-    return f"{run_id}/{BUILD_STREAM_SUFFIX}"
+    run log group beside the attempts' '<run_id>/<attempt>' streams. Named by the image, not the
+    run: runs that share a build (a sweep's) send the same StartBuild request, as its
+    idempotency token requires (a changed parameter is refused)."""
+    return f"{BUILD_STREAM_PREFIX}/{tag}"
 
 
 def ensure_image(
@@ -78,7 +80,7 @@ def ensure_image(
                 image_uri=uri,
                 idempotency_token=f"runctl-{build.tag[:48]}",
                 log_group=env.LOG_GROUP_NAME,
-                log_stream=build_log_stream(run.run_id),
+                log_stream=build_log_stream(build.tag),
             )
         )
         probe = ImageBuildProbe(

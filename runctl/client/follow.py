@@ -69,10 +69,10 @@ class LogLine:
     timestamp_ms: int | None = None
 
 
-def build_stream_name(run_id: str, build_id: str) -> str:
+def build_stream_name(image_uri: str, build_id: str) -> str:
     """CodeBuild's stream for the run's image build: the stream name BuildImage gave
     (lambdas/logic/image_builds.py) and the build's uuid ('<project>:<uuid>')."""
-    return f"{build_log_stream(run_id)}/{build_id.rsplit(':', 1)[-1]}"
+    return f"{build_log_stream(image_uri.rsplit(':', 1)[-1])}/{build_id.rsplit(':', 1)[-1]}"
 
 
 class LogReader:
@@ -90,7 +90,7 @@ class LogReader:
         image = record.image
         if image is None or image.build_id is None:
             return []
-        return self._read(BUILD_LINES, build_stream_name(self.run_id, image.build_id))
+        return self._read(BUILD_LINES, build_stream_name(image.uri, image.build_id))
 
     def read(self, attempt: int) -> list[LogLine]:
         """New lines of this attempt's stream since the last call ([] before the stream exists)."""

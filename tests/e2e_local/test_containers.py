@@ -15,6 +15,7 @@ import pytest
 from lambdas.constants import log_stream_name, outputs_prefix
 from lambdas.models.run_record import EndReason, RunStatus
 from lambdas.models.run_spec import RunSpec
+from runctl.client.follow import build_stream_name
 from runctl.local.container_engine import engine_problem
 from runctl.local.faults import Fault
 from runctl.local.session import LocalSession
@@ -85,9 +86,9 @@ def containers(local_session: LocalSession, tmp_path: Path, engine: None) -> Con
     return ContainerRunner(local_session, tmp_path)
 
 
-def _build_lines(runner: ContainerRunner, run_id: str, build_id: str) -> list[str]:
+def _build_lines(runner: ContainerRunner, image_uri: str, build_id: str) -> list[str]:
     session = runner.session
-    stream = f"{run_id}/build/{build_id.rsplit(':', 1)[-1]}"
+    stream = build_stream_name(image_uri, build_id)
     events = session.logs.get_log_events(
         logGroupName=session.stack.log_group, logStreamName=stream, startFromHead=True
     )["events"]
@@ -144,7 +145,7 @@ def test_a_built_image_runs_the_script_with_the_contract_intact_and_is_not_built
     # And the build's output is in its log stream, which the run's follower showed first
     assert any(
         "Step 3/3" in line or "RUN printf" in line
-        for line in _build_lines(containers, outcome.run_id, image.build_id)
+        for line in _build_lines(containers, image.uri, image.build_id)
     )
     logs = [e.text for e in containers.events if e.kind == "log"]
     assert any("RUN printf" in line for line in logs)

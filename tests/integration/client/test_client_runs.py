@@ -184,7 +184,7 @@ def test_logs_print_the_image_build_before_the_attempts(cloud):
         "run-a",
         0,
         ["Step 1/2 : FROM base", "Successfully built 1234"],
-        stream="run-a/build/0f1e2d3c-aaaa-bbbb-cccc-000000000001",
+        stream="builds/abc/0f1e2d3c-aaaa-bbbb-cccc-000000000001",
     )
     cloud.put_logs("run-a", 1, ["training"])
 

@@ -122,7 +122,7 @@ def test_a_missing_image_is_built_once_with_the_build_inputs_then_polled_until_p
     assert request["logsConfigOverride"]["cloudWatchLogs"] == {
         "status": "ENABLED",
         "groupName": LOG_GROUP,
-        "streamName": "run-1/build",
+        "streamName": f"builds/{tag}",
     }
     env = {item["name"]: item["value"] for item in request["environmentVariablesOverride"]}
     assert env["RUNCTL_CONTEXT_URI"] == CONTEXT["s3_uri"]
@@ -167,7 +167,7 @@ def test_a_failed_build_ends_the_run_with_its_last_log_lines(
 ):
     run = record(make_run_context(container={"build": BUILD}))
     started = invoke(build_image, {"run": run, "build": None, "poll_seconds": 10})
-    stream = f"run-1/build/{started['build_id'].split(':')[-1]}"
+    stream = f"builds/{_tag(run)}/{started['build_id'].split(':')[-1]}"
     aws.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
     lines = [
         "Step 1/3 : FROM base",
@@ -204,3 +204,23 @@ def test_a_stopped_run_starts_no_build(aws, invoke, image_stack, make_run_contex
         invoke(build_image, {"run": run, "build": None, "poll_seconds": 10})
 
     assert aws.codebuild.list_builds_for_project(projectName=PROJECT)["ids"] == []
+
+
+def test_runs_needing_the_same_image_send_the_same_start_build_request(
+    aws, invoke, image_stack, make_run_context, record, client_overrides, clock
+):
+    # Given two runs of a sweep with the same build (other hyperparameters)
+    builds = client_overrides.by_service["codebuild"] = _RecordedBuilds(aws.codebuild)
+    runs = [
+        record(make_run_context(run_id, container={"build": BUILD}, hyperparameters={"lr": lr}))
+        for run_id, lr in (("run-1", 0.1), ("run-2", 0.2))
+    ]
+
+    # When each starts its build
+    for run in runs:
+        invoke(build_image, {"run": run, "build": None, "poll_seconds": 10})
+
+    # Then the requests are identical, so CodeBuild's idempotency token makes them one build
+    # (a token reused with other parameters is refused)
+    first, second = builds.requests
+    assert first == second
